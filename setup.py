@@ -1,0 +1,35 @@
+"""slam_jax: SLAM speech-text joint pre-training in JAX/Flax.
+
+Floors are versions tested together; `launch/constraints.txt` pins the exact set the launch
+scripts install, so a fresh machine gets what CI ran.
+"""
+import setuptools
+
+setuptools.setup(
+    name="slam_jax",
+    version="0.1.0",
+    description="SLAM: one Conformer encoder pre-trained jointly on speech and text (JAX/Flax).",
+    packages=setuptools.find_packages(include=["slam_jax", "slam_jax.*", "tasks", "tasks.*"]),
+    package_data={"": ["*.gin"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.10.2",
+        "flax>=0.12.8",
+        "optax>=0.2.8",
+        "orbax-checkpoint>=0.12.8",
+        "seqio>=0.0.20",
+        "tensorflow-cpu>=2.21.0",
+        "tensorflow-datasets>=4.9.10",
+        "sentencepiece>=0.2.3",
+        "gin-config>=0.5.0",
+        "clu>=0.0.12",
+        "numpy>=2.0",
+        "soundfile>=0.14.0",
+        "espeakng-loader>=0.2.4",
+    ],
+    extras_require={
+        "test": ["pytest>=9.0"],
+        # The PyTorch peer for `python -m slam_jax.bench --peer` (CPU build lies on disk here).
+        "bench": ["torch==2.13.0", "transformers"],
+    },
+)
