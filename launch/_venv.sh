@@ -11,6 +11,10 @@ if [[ ! -f "$STAMP" || "$ROOT/setup.py" -nt "$STAMP" || "$ROOT/launch/constraint
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   "$VENV/bin/python" -m pip install -q -c "$ROOT/launch/constraints.txt" -e "$ROOT[test]" >&2
+  if [[ -n "${SLAM_EXTRA_PIP:-}" ]]; then
+    # Accelerator builds of jaxlib (jax[tpu], jax[cuda12]) on top of the CPU set.
+    "$VENV/bin/python" -m pip install -q -c "$ROOT/launch/constraints.txt" "$SLAM_EXTRA_PIP" >&2
+  fi
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

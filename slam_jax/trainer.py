@@ -1,0 +1,293 @@
+"""Train state, optimizer, and the pure partitioned train step.
+
+`make_train_step` returns a function `(state, batch) -> (state, metrics)` that the `Trainer` jits
+with explicit in/out shardings and a donated state. Everything random inside a step comes from
+`fold_in(PRNGKey(seed), step)`, so a resumed run draws the same masks and dropout as an
+uninterrupted one.
+"""
+
+import dataclasses
+import logging
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import flax
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from slam_jax import partitioning as partitioning_lib
+
+PyTree = Any
+Batch = Dict[str, jnp.ndarray]
+Metrics = Dict[str, jnp.ndarray]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a checkpoint holds besides the data position.
+
+  Attributes:
+    step: number of optimizer steps taken (updates skipped for non-finite gradients count too).
+    params: model parameters (float32).
+    opt_state: optax state.
+    bad_steps: consecutive steps whose loss or gradients were not finite.
+    skipped_steps: all steps skipped so far.
+  """
+
+  step: jnp.ndarray
+  params: PyTree
+  opt_state: PyTree
+  bad_steps: jnp.ndarray
+  skipped_steps: jnp.ndarray
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """AdamW or Adafactor with linear warm-up then decay, and global-norm clipping.
+
+  Defaults follow w2v-BERT/SLAM's Adam (beta2 0.98) with a Transformer schedule; see gin/runs.
+
+  Attributes:
+    name: 'adamw' or 'adafactor'.
+    learning_rate: peak learning rate reached after warm-up.
+    warmup_steps: linear warm-up length.
+    decay: 'rsqrt' (Transformer), 'cosine' (to `end_fraction` at `total_steps`), or 'constant'.
+    end_fraction: final learning rate / peak for cosine decay.
+    b1, b2, eps: Adam moments.
+    weight_decay: decoupled decay, applied to matrices only (not norms, biases or embeddings' scales).
+    clip_norm: global gradient-norm clip; 0 disables.
+  """
+
+  name: str = "adamw"
+  learning_rate: float = 1e-3
+  warmup_steps: int = 1000
+  decay: str = "rsqrt"
+  end_fraction: float = 0.0
+  b1: float = 0.9
+  b2: float = 0.98
+  eps: float = 1e-6
+  weight_decay: float = 0.01
+  clip_norm: float = 1.0
+
+  def __post_init__(self):
+    if self.name not in ("adamw", "adafactor"):
+      raise ValueError(f"OptimizerConfig.name={self.name!r}: use 'adamw' or 'adafactor'.")
+    if self.decay not in ("rsqrt", "cosine", "constant"):
+      raise ValueError(f"OptimizerConfig.decay={self.decay!r}: use 'rsqrt', 'cosine' or 'constant'.")
+
+
+def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
+  warmup = max(config.warmup_steps, 1)
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    ramp = jnp.minimum(1.0, (step + 1.0) / warmup)
+    if config.decay == "rsqrt":
+      decay = jnp.sqrt(warmup / jnp.maximum(step + 1.0, warmup))
+    elif config.decay == "cosine":
+      frac = jnp.clip((step - warmup) / max(total_steps - warmup, 1), 0.0, 1.0)
+      cos = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+      decay = config.end_fraction + (1.0 - config.end_fraction) * cos
+    else:
+      decay = 1.0
+    return config.learning_rate * ramp * decay
+
+  return schedule
+
+
+def _decay_mask(params: PyTree) -> PyTree:
+  return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
+
+
+def make_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
+  schedule = make_schedule(config, total_steps)
+  parts = []
+  if config.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(config.clip_norm))
+  if config.name == "adamw":
+    parts.append(optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
+                             weight_decay=config.weight_decay, mask=_decay_mask))
+  else:
+    parts.append(optax.adafactor(schedule, weight_decay_rate=config.weight_decay or None,
+                                 weight_decay_mask=_decay_mask))
+  return optax.chain(*parts)
+
+
+def init_train_state(params: PyTree, tx: optax.GradientTransformation) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    bad_steps=jnp.zeros((), jnp.int32), skipped_steps=jnp.zeros((), jnp.int32))
+
+
+LossFn = Callable[..., Tuple[jnp.ndarray, Metrics]]
+
+
+def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
+  def split(x):
+    if x.shape[0] % num_microbatches:
+      raise ValueError(f"Batch size {x.shape[0]} is not divisible by "
+                       f"num_microbatches={num_microbatches}.")
+    return x.reshape((num_microbatches, x.shape[0] // num_microbatches) + x.shape[1:])
+  return jax.tree_util.tree_map(split, batch)
+
+
+def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int,
+                    num_microbatches: int = 1,
+                    schedule: Optional[optax.Schedule] = None) -> Callable[[TrainState, Batch],
+                                                                          Tuple[TrainState, Metrics]]:
+  """Builds the pure train step.
+
+  Args:
+    loss_fn: `(params, batch, rng, step) -> (loss, metrics)`; metrics are scalars.
+    tx: the optimizer.
+    seed: run seed; step `t` uses `fold_in(PRNGKey(seed), t)`.
+    num_microbatches: gradient accumulation: the batch is split on its leading dim and gradients
+      are averaged over a `lax.scan`, so peak activation memory is that of one microbatch.
+    schedule: learning-rate schedule, only for logging.
+
+  A step whose loss or gradient norm is not finite leaves params and optimizer state untouched and
+  increments `bad_steps` (reset by the next good step) and `skipped_steps`.
+  """
+
+  def grads_of(params, batch, rng, step):
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, rng, step)
+    return loss, metrics, grads
+
+  def step_fn(state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
+    if num_microbatches == 1:
+      loss, metrics, grads = grads_of(state.params, batch, rng, state.step)
+    else:
+      micro = _split_microbatches(batch, num_microbatches)
+
+      def body(carry, inputs):
+        index, mb = inputs
+        loss_i, metrics_i, grads_i = grads_of(state.params, mb, jax.random.fold_in(rng, index),
+                                              state.step)
+        acc = jax.tree_util.tree_map(jnp.add, carry, (loss_i, metrics_i, grads_i))
+        return acc, None
+
+      zero_metrics = jax.eval_shape(lambda: grads_of(
+          state.params, jax.tree_util.tree_map(lambda x: x[0], micro), rng, state.step))
+      zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics)
+      summed, _ = jax.lax.scan(body, zeros, (jnp.arange(num_microbatches), micro))
+      loss, metrics, grads = jax.tree_util.tree_map(lambda x: x / num_microbatches, summed)
+
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt_state, state.opt_state),
+        bad_steps=jnp.where(finite, 0, state.bad_steps + 1).astype(jnp.int32),
+        skipped_steps=(state.skipped_steps + jnp.where(finite, 0, 1)).astype(jnp.int32),
+    )
+    metrics = dict(metrics)
+    metrics.update(
+        loss=loss,
+        grad_norm=grad_norm,
+        param_norm=optax.global_norm(state.params),
+        update_norm=optax.global_norm(updates),
+        nonfinite=jnp.logical_not(finite).astype(jnp.int32),
+        bad_steps=new_state.bad_steps,
+        skipped_steps=new_state.skipped_steps,
+    )
+    if schedule is not None:
+      metrics["learning_rate"] = schedule(state.step)
+    return new_state, metrics
+
+  return step_fn
+
+
+class PartitionedTrainer:
+  """Owns the mesh, the shardings and the jitted step; knows nothing of data or checkpoints.
+
+  The state is built from shapes: `eval_shape(init)` gives logical partition specs, which become
+  NamedShardings, and `jit(init, out_shardings=...)` materialises each shard on its own device.
+  """
+
+  def __init__(self, model, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+               rules: partitioning_lib.LogicalRules, seed: int, input_shapes: Dict[str, Tuple],
+               input_types: Dict[str, Any], num_microbatches: int = 1,
+               schedule: Optional[optax.Schedule] = None):
+    self.model = model
+    self.tx = tx
+    self.mesh = mesh
+    self.rules = tuple(rules)
+    self.seed = seed
+    self.input_shapes = dict(input_shapes)
+    self.input_types = dict(input_types)
+
+    def init_fn(rng):
+      variables = model.get_initial_variables(rng, self.input_shapes, self.input_types)
+      return init_train_state(variables["params"], tx)
+
+    with self.context():
+      boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(seed))
+    self.state_shardings = partitioning_lib.tree_shardings(boxed, mesh, self.rules)
+    self.abstract_state = jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        partitioning_lib.unbox(boxed), self.state_shardings)
+    self._init = jax.jit(lambda rng: partitioning_lib.unbox(init_fn(rng)),
+                         out_shardings=self.state_shardings)
+    self.batch_sharding = partitioning_lib.batch_sharding(mesh)
+
+    def loss_fn(params, batch, rng, step):
+      return model.loss_fn(params, batch, rng, step=step)
+
+    step_fn = make_train_step(loss_fn, tx, seed, num_microbatches, schedule)
+    self._step = jax.jit(step_fn, in_shardings=(self.state_shardings, self.batch_sharding),
+                         out_shardings=(self.state_shardings, None), donate_argnums=(0,))
+    self._compiled = None
+
+  def context(self):
+    """Mesh + logical rules in scope, so `with_logical_constraint` inside the model takes effect."""
+    return _Context(self.mesh, partitioning_lib.activation_rules(self.rules))
+
+  def init_state(self) -> TrainState:
+    with self.context():
+      return self._init(jax.random.PRNGKey(self.seed))
+
+  def abstract_batch(self, global_batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct((global_batch_size,) + tuple(s[1:]), self.input_types[k],
+                                    sharding=self.batch_sharding)
+            for k, s in self.input_shapes.items()}
+
+  def compile(self, global_batch_size: int):
+    """AOT-compiles the step; returns the compiled executable (cost and memory analysis)."""
+    with self.context():
+      lowered = self._step.lower(self.abstract_state, self.abstract_batch(global_batch_size))
+      self._compiled = lowered.compile()
+    return self._compiled
+
+  def step(self, state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
+    with self.context():
+      if self._compiled is not None:
+        return self._compiled(state, batch)
+      return self._step(state, batch)
+
+  def num_params(self) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(self.abstract_state.params)))
+
+
+class _Context:
+  """`with jax.set_mesh(mesh), nn.logical_axis_rules(rules):` as one reusable object."""
+
+  def __init__(self, mesh, rules):
+    self._mesh_cm = jax.set_mesh(mesh)
+    self._rules_cm = nn.logical_axis_rules(rules)
+
+  def __enter__(self):
+    self._mesh_cm.__enter__()
+    self._rules_cm.__enter__()
+    return self
+
+  def __exit__(self, *exc):
+    self._rules_cm.__exit__(*exc)
+    return self._mesh_cm.__exit__(*exc)
