@@ -1,0 +1,10 @@
+"""Imports every module that registers gin configurables, so gin files can be parsed.
+
+Importing this is what `slam_jax.train.parse_gin` does before reading any gin file.
+"""
+# pylint: disable=unused-import
+from slam_jax import checkpoints
+from slam_jax import partitioning
+from slam_jax import train
+from slam_jax import trainer
+from slam_jax.data import synthetic

@@ -1,0 +1,184 @@
+"""Train/eval iterators of numpy model batches, and how a resumed run finds its data position.
+
+  it = make_train_iterator(mixture_or_task_name="slam_demo", batch_size=per_host_rows,
+                           feature_lengths={"speech": 800, "text": 64},
+                           shard_info=seqio.ShardInfo(jax.process_index(), jax.process_count()),
+                           seed=0, start_batch=0)
+  batch = next(it)          # {model feature: np.ndarray [per_host_rows, ...]} (slam_jax/types.py)
+  it.state()                # {"batches_consumed": ..., "seed": ..., ...}: save with the checkpoint
+
+Resuming. The pipeline is deterministic given (mixture, feature lengths, seed, ShardInfo,
+per-host batch size, pack settings): sources list and shuffle files with the seed, every shuffle
+and the mixture's sampling are seeded, tf.data keeps `deterministic=True`. Two ways back to the
+same position, both reproduce the next batch exactly (tests/data/test_pipeline.py):
+
+  1. `start_batch=n` (what slam_jax/train.py does with data_state["batches_consumed"]): the
+     iterator skips n batches with `Dataset.skip` before the first `next`. Always valid when the
+     settings above are unchanged, but the skipped batches are still read and featurised
+     (cost ~ n / pipeline rate; `python -m slam_jax.data.bench` prints the rate).
+  2. `it.save(path)` next to the model checkpoint (one path per process), then
+     `make_train_iterator(..., start_batch=n, checkpoint_path=path)`: restores tf.data's own
+     iterator state (shuffle buffers included, so the files are large) in O(state) time; falls
+     back to skipping when the file is missing. Filter counters are not part of that state.
+
+Changing the process count or per-host batch size changes the order: such a resume starts the
+stream afresh with a different seed-equivalent order (it does not repeat data deterministically).
+"""
+
+import os
+from typing import Any, Dict, Iterator, Mapping, Optional
+
+import gin
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from slam_jax import types
+from slam_jax.data import converters
+
+# Defaults: the demo corpus (utterances <= ~5.7 s, sentences <= ~31 tokens with EOS) and a LibriSpeech /
+# Libri-Light / C4 pre-training run (16 s crops, 256 tokens).
+DEMO_FEATURE_LENGTHS = {types.TASK_SPEECH: 600, types.TASK_TEXT: 64}
+PRETRAIN_FEATURE_LENGTHS = {types.TASK_SPEECH: 1600, types.TASK_TEXT: 256}
+
+
+def hide_accelerators_from_tf() -> None:
+  """TensorFlow is only the input pipeline: keep it off GPUs/TPUs (no-op when already set)."""
+  try:
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
+  except (RuntimeError, ValueError):
+    pass
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  # Filter counters are tf.Variables: let iterator checkpoints skip them instead of failing.
+  options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.WARN
+  return options
+
+
+@gin.configurable
+def get_model_dataset(mixture_or_task_name: str = gin.REQUIRED, *,
+                      feature_lengths: Mapping[str, int] = gin.REQUIRED,
+                      batch_size: Optional[int] = None, split: str = "train",
+                      shard_info: Optional[seqio.ShardInfo] = None, seed: Optional[int] = 0,
+                      shuffle: bool = True, num_epochs: Optional[int] = None,
+                      pack: bool = False, pack_window: int = 128,
+                      use_cached: bool = False) -> tf.data.Dataset:
+  """A tf.data.Dataset of model batches (or rows when batch_size is None).
+
+  Args:
+    mixture_or_task_name: registered seqio task or mixture (import `tasks` first).
+    feature_lengths: {"speech": frames, "text": tokens} (TASK_FEATURE_LENGTHS).
+    batch_size: rows per batch on this process (drop_remainder=True); None: unbatched rows.
+    split: "train" or "validation".
+    shard_info: this process's shard; None = the whole split.
+    seed: shuffling/mixing seed; None = nondeterministic.
+    shuffle: shuffle files and examples.
+    num_epochs: passes over each task; None = repeat forever (training).
+    pack: pack TEXT rows (see converters.SlamFeatureConverter).
+    pack_window: text rows packed together.
+    use_cached: read seqio's offline cache (tasks here are not cached by default).
+  """
+  hide_accelerators_from_tf()
+  converter = converters.SlamFeatureConverter(pack=pack, pack_window=pack_window)
+  ds = seqio.get_dataset(mixture_or_task_name, task_feature_lengths=dict(feature_lengths),
+                         feature_converter=converter, dataset_split=split,
+                         use_cached=use_cached, shuffle=shuffle, num_epochs=num_epochs,
+                         shard_info=shard_info, seed=seed, batch_size=batch_size, verbose=False)
+  return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+
+
+class DataIterator:
+  """Iterator of numpy model batches that knows its position (see module docstring)."""
+
+  def __init__(self, dataset: tf.data.Dataset, *, start_batch: int = 0, seed: Optional[int] = 0,
+               description: Optional[Dict[str, Any]] = None):
+    self._dataset = dataset
+    self._iterator = iter(dataset)
+    self.batches_consumed = int(start_batch)
+    self._seed = seed
+    self._description = dict(description or {})
+
+  def __iter__(self) -> Iterator[types.Batch]:
+    return self
+
+  def __next__(self) -> types.Batch:
+    batch = next(self._iterator)
+    self.batches_consumed += 1
+    return {k: v.numpy() for k, v in batch.items()}
+
+  @property
+  def element_spec(self):
+    return self._dataset.element_spec
+
+  def state(self) -> Dict[str, Any]:
+    """JSON-serialisable position: store it with the model checkpoint."""
+    return dict(self._description, batches_consumed=self.batches_consumed, seed=self._seed)
+
+  def save(self, path: str) -> str:
+    """Writes tf.data's iterator state to `path` (a file prefix, one per process)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ckpt = tf.train.Checkpoint(iterator=self._iterator)
+    out = ckpt.write(path)
+    with tf.io.gfile.GFile(path + ".position", "w") as f:
+      f.write(str(self.batches_consumed))
+    return out
+
+  def restore(self, path: str) -> None:
+    """Restores the state written by `save(path)`."""
+    tf.train.Checkpoint(iterator=self._iterator).read(path).assert_consumed()
+    with tf.io.gfile.GFile(path + ".position") as f:
+      self.batches_consumed = int(f.read().strip())
+
+
+@gin.configurable
+def make_train_iterator(*, mixture_or_task_name: str = gin.REQUIRED, batch_size: int,
+                        feature_lengths: Mapping[str, int],
+                        shard_info: Optional[seqio.ShardInfo] = None, seed: Optional[int] = 0,
+                        start_batch: int = 0, checkpoint_path: Optional[str] = None,
+                        split: str = "train", shuffle: bool = True,
+                        num_epochs: Optional[int] = None, pack: bool = False,
+                        pack_window: int = 128) -> DataIterator:
+  """The trainer's `make_data`: an endless DataIterator of per-process numpy model batches.
+
+  Args:
+    mixture_or_task_name: MIXTURE_OR_TASK_NAME.
+    batch_size: rows per batch on this process (global batch / process count).
+    feature_lengths: TASK_FEATURE_LENGTHS, {"speech": frames, "text": tokens}.
+    shard_info: seqio.ShardInfo(process_index, process_count).
+    seed: data order seed (the run seed).
+    start_batch: batches this process already consumed (resume).
+    checkpoint_path: a DataIterator.save() prefix to restore from when it exists.
+    split, shuffle, num_epochs, pack, pack_window: see get_model_dataset.
+  """
+  ds = get_model_dataset(mixture_or_task_name, feature_lengths=feature_lengths,
+                         batch_size=batch_size, split=split, shard_info=shard_info, seed=seed,
+                         shuffle=shuffle, num_epochs=num_epochs, pack=pack,
+                         pack_window=pack_window)
+  description = {"mixture_or_task_name": mixture_or_task_name, "batch_size": batch_size,
+                 "shard_index": shard_info.index if shard_info else 0,
+                 "num_shards": shard_info.num_shards if shard_info else 1}
+  if checkpoint_path and tf.io.gfile.exists(checkpoint_path + ".index"):
+    it = DataIterator(ds, start_batch=0, seed=seed, description=description)
+    it.restore(checkpoint_path)
+    if it.batches_consumed != start_batch:
+      raise ValueError(f"{checkpoint_path} holds the position after {it.batches_consumed} "
+                       f"batches but the run resumes at {start_batch}: pass the matching "
+                       "checkpoint or no checkpoint_path (then the iterator skips).")
+    return it
+  if start_batch:
+    ds = ds.skip(start_batch)
+  return DataIterator(ds, start_batch=start_batch, seed=seed, description=description)
+
+
+def take_batches(it, n: int):
+  """The next `n` batches of `it` as a list (tests, benchmarks)."""
+  return [next(it) for _ in range(n)]
+
+
+def stack(batches) -> types.Batch:
+  """Concatenates numpy batches along the batch axis."""
+  return {k: np.concatenate([b[k] for b in batches], axis=0) for k in batches[0]}

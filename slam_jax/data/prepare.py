@@ -1,0 +1,395 @@
+"""Decode a LibriSpeech-layout corpus once into sharded TFRecords that training reads.
+
+  python -m slam_jax.data.prepare --src DIR --out CACHE_DIR --split train \
+      [--num_shards N] [--process_index K --num_processes P] [--workers W] \
+      [--vocab spm.model] [--max_seconds 35 --long_policy drop|trim|split] \
+      [--min_seconds 0.1] [--empty_transcript drop|keep] [--require_transcript] \
+      [--unencodable drop|strip|keep] [--overwrite]
+
+Works for LibriSpeech, Libri-Light (audio only; `--long_policy split` cuts hour-long files into
+`max_seconds` pieces) and the demo corpus. Output, per split:
+
+  CACHE_DIR/SPLIT.tfrecord-SSSSS-of-NNNNN   tf.train.Example records (schema: FEATURES below)
+  CACHE_DIR/stats/SPLIT-SSSSS-of-NNNNN.json counts for that shard
+  CACHE_DIR/SPLIT.summary.json             counts summed over the shards present
+
+Utterance i (sorted by id) goes to shard i % N; process K of P writes the shards s with
+s % P == K, so several processes (or hosts) can prepare one corpus without coordination.
+A finished shard is skipped on a rerun unless --overwrite (files are renamed into place when
+complete). Bad input never stops the run: each problem is counted under a reason (REASONS), the
+first few offenders per reason are logged with their path/id and listed in the JSON.
+"""
+
+import argparse
+import collections
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import gin
+import numpy as np
+
+from slam_jax import types
+from slam_jax.data import audio as audio_lib
+from slam_jax.data import layout
+
+# tf.train.Example schema of a prepared record.
+FEATURES = {
+    "id": "bytes: utterance id",
+    "audio": "bytes: little-endian int16 PCM, mono, 16 kHz",
+    "num_samples": "int64",
+    "transcript": "bytes: UTF-8, may be empty",
+    "speaker": "bytes",
+    "sample_rate": "int64: always 16000",
+}
+
+REASONS = {
+    "missing_audio": "a transcript line without an audio file (dropped)",
+    "missing_transcript": "audio without a transcript while --require_transcript (dropped)",
+    "empty_transcript": "a transcript line with no text (dropped or kept per --empty_transcript)",
+    "unencodable": "transcript characters the vocabulary maps to UNK (per --unencodable)",
+    "empty_audio": "a 0-byte file or one without samples (dropped)",
+    "decode_error": "a file soundfile cannot decode, or with NaN/Inf samples (dropped)",
+    "too_short": "shorter than --min_seconds (dropped)",
+    "too_long": "longer than --max_seconds (dropped, trimmed or split per --long_policy)",
+    "malformed_transcript_line": "a *.trans.txt line that is not UTF-8 (skipped)",
+    "duplicate_id": "an utterance id seen twice (the last one wins)",
+}
+LONG_POLICIES = ("drop", "trim", "split")
+EMPTY_POLICIES = ("drop", "keep")
+UNENCODABLE_POLICIES = ("drop", "strip", "keep")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+  """What to do with bad input (see REASONS). CLI flags of the same names override these.
+
+  Attributes:
+    min_seconds: shorter utterances are dropped.
+    max_seconds: longer utterances follow `long_policy`.
+    long_policy: "drop"; "trim" (keep the first max_seconds, transcript unchanged); "split"
+      (audio without transcript only, cut into max_seconds pieces "ID_000", ...; transcribed
+      audio is dropped).
+    empty_transcript: "drop" or "keep" an utterance whose transcript line has no text.
+    require_transcript: drop audio that has no transcript line at all (paired corpora).
+    unencodable: "drop" the utterance, "strip" the characters, or "keep" (they become UNK).
+    vocab_path: SentencePiece model for the unencodable check (None: no check).
+    max_logged: offenders logged (and listed in the JSON) per reason.
+  """
+  min_seconds: float = 0.1
+  max_seconds: float = 35.0
+  long_policy: str = "drop"
+  empty_transcript: str = "drop"
+  require_transcript: bool = False
+  unencodable: str = "drop"
+  vocab_path: Optional[str] = None
+  max_logged: int = 5
+
+  def __post_init__(self):
+    for name, allowed in (("long_policy", LONG_POLICIES), ("empty_transcript", EMPTY_POLICIES),
+                          ("unencodable", UNENCODABLE_POLICIES)):
+      if getattr(self, name) not in allowed:
+        raise ValueError(f"PrepareConfig.{name}={getattr(self, name)!r}: use one of {allowed}")
+    if not 0 <= self.min_seconds < self.max_seconds:
+      raise ValueError(f"need 0 <= min_seconds ({self.min_seconds}) < max_seconds "
+                       f"({self.max_seconds})")
+
+
+@dataclasses.dataclass
+class Record:
+  id: str
+  audio: np.ndarray  # int16 [samples]
+  transcript: str
+  speaker: str
+
+
+@dataclasses.dataclass
+class Event:
+  reason: str
+  where: str  # path or id
+  detail: str
+  dropped: bool
+
+
+class Stats:
+  """Counts per reason plus totals; `to_json` is what the summary files hold."""
+
+  def __init__(self, max_logged: int = 5):
+    self.max_logged = max_logged
+    self.counts: Dict[str, int] = collections.Counter()
+    self.dropped: Dict[str, int] = collections.Counter()
+    self.examples: Dict[str, List[str]] = collections.defaultdict(list)
+    self.seen = 0
+    self.written = 0
+    self.seconds = 0.0
+
+  def add(self, event: Event) -> None:
+    self.counts[event.reason] += 1
+    if event.dropped:
+      self.dropped[event.reason] += 1
+    if len(self.examples[event.reason]) < self.max_logged:
+      self.examples[event.reason].append(f"{event.where}: {event.detail}")
+      logging.warning("prepare: %s (%s) %s: %s", event.reason,
+                      "dropped" if event.dropped else "kept", event.where, event.detail)
+
+  def merge(self, other: Dict) -> None:
+    self.seen += other["utterances_seen"]
+    self.written += other["examples_written"]
+    self.seconds += other["seconds_written"]
+    for k, v in other["counts"].items():
+      self.counts[k] += v
+    for k, v in other["dropped"].items():
+      self.dropped[k] += v
+    for k, v in other["examples"].items():
+      room = self.max_logged - len(self.examples[k])
+      self.examples[k].extend(v[:max(room, 0)])
+
+  def to_json(self) -> Dict:
+    return {
+        "utterances_seen": self.seen,
+        "examples_written": self.written,
+        "seconds_written": round(self.seconds, 3),
+        "hours_written": round(self.seconds / 3600.0, 4),
+        "counts": dict(sorted(self.counts.items())),
+        "dropped": dict(sorted(self.dropped.items())),
+        "examples": {k: v for k, v in sorted(self.examples.items()) if v},
+    }
+
+
+def process_utterance(utt: layout.Utterance, config: PrepareConfig,
+                      checker=None) -> Tuple[List[Record], List[Event]]:
+  """Applies every check to one utterance: (records to write, events to count)."""
+  events: List[Event] = []
+  where = utt.audio_path or utt.id
+  transcript = utt.transcript
+  if utt.audio_path is None:
+    return [], [Event("missing_audio", utt.id, "transcript without an audio file", True)]
+  if transcript is None:
+    if config.require_transcript:
+      return [], [Event("missing_transcript", where, "no transcript line for this id", True)]
+    transcript = ""
+  elif not transcript.strip():
+    drop = config.empty_transcript == "drop"
+    events.append(Event("empty_transcript", where, "transcript line has no text", drop))
+    if drop:
+      return [], events
+  if transcript and checker is not None:
+    bad = checker.unencodable(transcript)
+    if bad:
+      drop = config.unencodable == "drop"
+      events.append(Event("unencodable", where, f"characters {''.join(bad)!r} ({config.unencodable})",
+                          drop))
+      if drop:
+        return [], events
+      if config.unencodable == "strip":
+        transcript = checker.strip(transcript)
+        if not transcript and config.empty_transcript == "drop":
+          events.append(Event("empty_transcript", where, "empty after stripping", True))
+          return [], events
+  try:
+    samples, _ = audio_lib.load_audio(utt.audio_path)
+  except audio_lib.AudioDecodeError as e:
+    reason = "empty_audio" if e.reason == "empty" else "decode_error"
+    events.append(Event(reason, where, str(e), True))
+    return [], events
+  pcm = audio_lib.float_to_int16(samples)
+  seconds = pcm.shape[0] / types.SAMPLE_RATE
+  if seconds < config.min_seconds:
+    events.append(Event("too_short", where, f"{seconds:.3f} s < {config.min_seconds} s", True))
+    return [], events
+  max_samples = int(round(config.max_seconds * types.SAMPLE_RATE))
+  if pcm.shape[0] > max_samples:
+    policy = config.long_policy
+    if policy == "split" and utt.transcript:
+      policy = "drop"  # A transcript cannot be split with the audio.
+    events.append(Event("too_long", where, f"{seconds:.2f} s > {config.max_seconds} s ({policy})",
+                        policy == "drop"))
+    if policy == "drop":
+      return [], events
+    if policy == "trim":
+      pcm = pcm[:max_samples]
+    else:
+      min_samples = int(math.ceil(config.min_seconds * types.SAMPLE_RATE))
+      pieces = [pcm[i:i + max_samples] for i in range(0, pcm.shape[0], max_samples)]
+      records = [Record(f"{utt.id}_{k:03d}", p, "", utt.speaker)
+                 for k, p in enumerate(pieces) if p.shape[0] >= max(min_samples, 1)]
+      return records, events
+  return [Record(utt.id, pcm, transcript, utt.speaker)], events
+
+
+# --- TFRecord output -------------------------------------------------------------------------
+
+def shard_path(out_dir: str, split: str, shard: int, num_shards: int) -> str:
+  return os.path.join(out_dir, f"{split}.tfrecord-{shard:05d}-of-{num_shards:05d}")
+
+
+def file_pattern(cache_dir: str, split: str) -> str:
+  """The glob matching every prepared shard of `split` in `cache_dir`."""
+  return os.path.join(cache_dir, f"{split}.tfrecord-*-of-*")
+
+
+def _stats_path(out_dir: str, split: str, shard: int, num_shards: int) -> str:
+  return os.path.join(out_dir, "stats", f"{split}-{shard:05d}-of-{num_shards:05d}.json")
+
+
+def serialize(record: Record) -> bytes:
+  """One tf.train.Example (schema FEATURES)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  feature = {
+      "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[record.id.encode()])),
+      "audio": tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[np.asarray(record.audio, "<i2").tobytes()])),
+      "num_samples": tf.train.Feature(int64_list=tf.train.Int64List(
+          value=[int(record.audio.shape[0])])),
+      "transcript": tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[record.transcript.encode("utf-8")])),
+      "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[record.speaker.encode()])),
+      "sample_rate": tf.train.Feature(int64_list=tf.train.Int64List(value=[types.SAMPLE_RATE])),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+_WORKER_STATE = {}
+
+
+def _worker_init(config: PrepareConfig) -> None:
+  _WORKER_STATE["config"] = config
+  _WORKER_STATE["checker"] = _make_checker(config)
+
+
+def _worker_process(utt: layout.Utterance):
+  return process_utterance(utt, _WORKER_STATE["config"], _WORKER_STATE["checker"])
+
+
+def _make_checker(config: PrepareConfig):
+  if not config.vocab_path:
+    return None
+  from slam_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  return vocab_lib.CharacterChecker(config.vocab_path)
+
+
+def _processed(utts: Sequence[layout.Utterance], config: PrepareConfig, pool
+               ) -> Iterator[Tuple[List[Record], List[Event]]]:
+  if pool is None:
+    checker = _make_checker(config)
+    for u in utts:
+      yield process_utterance(u, config, checker)
+  else:
+    yield from pool.map(_worker_process, utts, chunksize=4)
+
+
+def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareConfig(),
+            num_shards: Optional[int] = None, process_index: int = 0, num_processes: int = 1,
+            workers: int = 1, overwrite: bool = False,
+            utterances_per_shard: int = 256) -> Dict:
+  """Prepares this process's shards of `src` into `out_dir`; returns the merged summary."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not 0 <= process_index < num_processes:
+    raise ValueError(f"process_index={process_index} must be in [0, {num_processes})")
+  scan = layout.scan(src)
+  utts = scan.utterances
+  if num_shards is None:
+    num_shards = max(1, math.ceil(len(utts) / utterances_per_shard))
+  os.makedirs(os.path.join(out_dir, "stats"), exist_ok=True)
+  pool = None
+  if workers > 1:
+    import concurrent.futures  # pylint: disable=g-import-not-at-top
+    import multiprocessing  # pylint: disable=g-import-not-at-top
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+        initargs=(config,))
+  try:
+    for shard in range(process_index, num_shards, num_processes):
+      path = shard_path(out_dir, split, shard, num_shards)
+      stats_path = _stats_path(out_dir, split, shard, num_shards)
+      if not overwrite and os.path.exists(path) and os.path.exists(stats_path):
+        continue
+      stats = Stats(config.max_logged)
+      if shard == 0:  # Corpus-level findings are counted once, with shard 0.
+        for file, number, line in scan.malformed_lines:
+          stats.add(Event("malformed_transcript_line", f"{file}:{number}", line, True))
+        for uid in scan.duplicate_ids:
+          stats.add(Event("duplicate_id", uid, "id seen twice", False))
+      mine = utts[shard::num_shards]
+      tmp = os.path.join(out_dir, f".{os.path.basename(path)}.tmp")
+      with tf.io.TFRecordWriter(tmp) as writer:
+        for records, events in _processed(mine, config, pool):
+          stats.seen += 1
+          for e in events:
+            stats.add(e)
+          for r in records:
+            writer.write(serialize(r))
+            stats.written += 1
+            stats.seconds += r.audio.shape[0] / types.SAMPLE_RATE
+      os.replace(tmp, path)
+      with open(stats_path, "w") as f:
+        json.dump(stats.to_json(), f, indent=1)
+  finally:
+    if pool is not None:
+      pool.shutdown()
+  return write_summary(out_dir, split, num_shards, config.max_logged, src)
+
+
+def write_summary(out_dir: str, split: str, num_shards: int, max_logged: int = 5,
+                  src: str = "") -> Dict:
+  """Sums the per-shard stats present into SPLIT.summary.json; returns it."""
+  total = Stats(max_logged)
+  done = 0
+  for shard in range(num_shards):
+    path = _stats_path(out_dir, split, shard, num_shards)
+    if os.path.exists(path):
+      with open(path) as f:
+        total.merge(json.load(f))
+      done += 1
+  summary = dict(total.to_json(), split=split, source=os.path.abspath(src) if src else "",
+                 shards_done=done, num_shards=num_shards, reasons=REASONS)
+  with open(os.path.join(out_dir, f"{split}.summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--src", required=True, help="LibriSpeech-layout directory")
+  parser.add_argument("--out", required=True, help="cache directory for the TFRecords")
+  parser.add_argument("--split", required=True, help="split name used in the file names")
+  parser.add_argument("--num_shards", type=int, default=None,
+                      help="total shards (default: ceil(utterances / 256))")
+  parser.add_argument("--process_index", type=int, default=0)
+  parser.add_argument("--num_processes", type=int, default=1)
+  parser.add_argument("--workers", type=int, default=1, help="decoding processes")
+  parser.add_argument("--overwrite", action="store_true")
+  parser.add_argument("--gin_file", action="append", default=[])
+  parser.add_argument("--gin", action="append", default=[], help="gin binding, e.g. "
+                      "'PrepareConfig.max_seconds=20'")
+  defaults = PrepareConfig()
+  for field in dataclasses.fields(PrepareConfig):
+    default = getattr(defaults, field.name)
+    if field.type is bool:
+      parser.add_argument(f"--{field.name}", action="store_true", default=None)
+    else:
+      kind = field.type if field.type in (int, float) else str
+      parser.add_argument(f"--{field.name}", default=None, type=kind,
+                          help=f"default {default!r}")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  gin.parse_config_files_and_bindings(args.gin_file, args.gin)
+  config = PrepareConfig()
+  overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrepareConfig)
+               if getattr(args, f.name) is not None}
+  config = dataclasses.replace(config, **overrides)
+  summary = prepare(args.src, args.out, args.split, config, num_shards=args.num_shards,
+                    process_index=args.process_index, num_processes=args.num_processes,
+                    workers=args.workers, overwrite=args.overwrite)
+  print(json.dumps({k: summary[k] for k in ("split", "utterances_seen", "examples_written",
+                                            "hours_written", "counts", "shards_done",
+                                            "num_shards")}, indent=1))
+
+
+if __name__ == "__main__":
+  main()

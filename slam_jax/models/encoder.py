@@ -1,0 +1,335 @@
+"""SlamEncoder: feature encoder -> speech-only Conformer stack -> shared [speech; text] Conformer stack.
+
+    speech_features [B,T,80] --FeatureEncoder--> features [B,T',D]   (quantizer input, unmasked)
+        --(span mask -> learned mask_embedding)--> input_projection --> speech_stack --> speech_hidden
+    text_tokens [B,L] --TextEmbedder--> [B,L,D]
+    [speech_hidden + modality[0]; text + modality[1]] --shared_stack--> shared_speech, shared_text
+
+SLAM (Bapna et al. 2021, arXiv 2110.10329) = w2v-BERT's speech encoder (Chung et al. 2021, arXiv
+2108.06209: feature encoder + "contrastive module" Conformer layers) + a text embedder + a deep
+shared ("multimodal") Conformer stack that takes speech, text or a [speech; text] concatenation.
+
+Position ids in the shared stack are concat(0..T'-1, speech_length + text_positions) and segment
+ids concat(speech_valid, text_segment_ids): a paired row's transcript (segment 1) attends to its
+speech, packed text rows keep separate segments, and relative distances do not depend on padding.
+The depthwise convolutions never cross the speech/text boundary nor a packed-segment boundary.
+
+All outputs are in the compute dtype (`EncoderConfig.dtype`) and are zero at invalid positions.
+Dropout uses the rng stream 'dropout'; params are fp32.
+"""
+
+import dataclasses
+from typing import Any, Dict, Optional
+
+import flax.linen as nn
+import flax.struct
+import gin
+import jax.numpy as jnp
+
+from slam_jax.models import conformer as conformer_lib
+from slam_jax.models import layers as layers_lib
+from slam_jax.models import speech as speech_lib
+from slam_jax.models import text as text_lib
+
+CONV_NORMS = ("layer", "group")
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  """Architecture of the SLAM encoder (plain frozen dataclass; gin binds `make_encoder_config`).
+
+  Attributes:
+    model_dim: width D of every Conformer layer (even; divisible by num_heads).
+    num_heads: attention heads.
+    ffn_dim: hidden size of each (half-step) feed-forward module.
+    conv_kernel_size: depthwise conv kernel size (odd).
+    num_speech_layers: speech-only Conformer layers (w2v-BERT's "contrastive module").
+    num_shared_layers: shared multimodal Conformer layers.
+    vocab_size: text vocabulary size (SentencePiece ids; 0 = PAD).
+    num_mel_bins: log-mel bins per frame.
+    subsampling_channels: channels of the two feature-encoder convs.
+    dropout_rate: residual / feed-forward / embedding dropout.
+    attention_dropout_rate: dropout on attention probabilities.
+    max_relative_distance: relative distances are clipped to [-M, M].
+    conv_norm: 'layer' (LayerNorm, default) or 'group' (masked group norm; stats over valid
+      positions of each row, no mutable state).
+    conv_norm_groups: channel groups of the masked group norm (divides model_dim).
+    dtype: compute dtype 'float32' | 'bfloat16' (params are always fp32).
+    scan_layers: stack layers with nn.scan (leading 'layers' param axis) instead of a Python loop.
+    remat_policy: 'none' | 'full' | 'nothing_saveable' | 'dots_saveable' |
+      'dots_with_no_batch_dims_saveable' | 'everything_saveable' (jax.checkpoint_policies).
+  """
+  model_dim: int
+  num_heads: int
+  ffn_dim: int
+  conv_kernel_size: int
+  num_speech_layers: int
+  num_shared_layers: int
+  vocab_size: int
+  num_mel_bins: int = 80
+  subsampling_channels: int = 128
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.0
+  max_relative_distance: int = 128
+  conv_norm: str = "layer"
+  conv_norm_groups: int = 32
+  dtype: str = "float32"
+  scan_layers: bool = True
+  remat_policy: str = "none"
+
+  def __post_init__(self):
+    positive = ("model_dim", "num_heads", "ffn_dim", "conv_kernel_size", "num_speech_layers",
+                "num_shared_layers", "vocab_size", "num_mel_bins", "subsampling_channels",
+                "max_relative_distance", "conv_norm_groups")
+    for name in positive:
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+    if self.model_dim % self.num_heads:
+      raise ValueError(f"EncoderConfig.model_dim ({self.model_dim}) must be divisible by "
+                       f"num_heads ({self.num_heads})")
+    if self.model_dim % 2:
+      raise ValueError(f"EncoderConfig.model_dim must be even (sinusoidal positions), "
+                       f"got {self.model_dim}")
+    if self.conv_kernel_size % 2 == 0:
+      raise ValueError(f"EncoderConfig.conv_kernel_size must be odd (a centred kernel), "
+                       f"got {self.conv_kernel_size}")
+    for name in ("dropout_rate", "attention_dropout_rate"):
+      value = getattr(self, name)
+      if not 0.0 <= value < 1.0:
+        raise ValueError(f"EncoderConfig.{name} must be in [0, 1), got {value!r}")
+    if self.conv_norm not in CONV_NORMS:
+      raise ValueError(f"EncoderConfig.conv_norm must be one of {CONV_NORMS}, "
+                       f"got {self.conv_norm!r}")
+    if self.conv_norm == "group" and self.model_dim % self.conv_norm_groups:
+      raise ValueError(f"EncoderConfig.conv_norm_groups ({self.conv_norm_groups}) must divide "
+                       f"model_dim ({self.model_dim}) when conv_norm='group'")
+    if self.dtype not in DTYPES:
+      raise ValueError(f"EncoderConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+    if not isinstance(self.scan_layers, bool):
+      raise ValueError(f"EncoderConfig.scan_layers must be a bool, got {self.scan_layers!r}")
+    if self.remat_policy not in layers_lib.REMAT_CHOICES:
+      raise ValueError(f"EncoderConfig.remat_policy must be one of "
+                       f"{list(layers_lib.REMAT_CHOICES)}, got {self.remat_policy!r}")
+
+  @property
+  def compute_dtype(self):
+    """The jnp compute dtype."""
+    return layers_lib.compute_dtype(self.dtype)
+
+  def replace(self, **overrides) -> "EncoderConfig":
+    """A copy with some fields changed (validated again)."""
+    return dataclasses.replace(self, **overrides)
+
+
+# Size presets. Sources (see the report in docs/ or the summary tool for the resulting counts):
+#  - 600m: SLAM's main model, ~600M params, model dim 1024 (SLAM, arXiv 2110.10329, Sec. 2-3),
+#    which follows w2v-BERT XL / Conformer XL (arXiv 2108.06209; Zhang et al. 2020, arXiv
+#    2010.10504): 24 Conformer layers of dim 1024, 8 heads, FFN 4096 (4x), conv kernel 5.
+#    The 8 speech-only + 16 shared split, the 32k SentencePiece vocabulary and the 128 subsampling
+#    channels could not be checked against the paper text: verify before quoting.
+#  - 2b: mSLAM's larger model (~2B, arXiv 2202.01374), text as *characters* (the abstract's
+#    "character-level text"); width/depth/vocab here are sized to land near 2B and are unverified.
+#  - base: an in-between development size (no paper source).
+#  - tiny: seconds on CPU, for tests and smoke runs (no paper source).
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "tiny": dict(model_dim=32, num_heads=2, ffn_dim=64, conv_kernel_size=3, num_speech_layers=1,
+                 num_shared_layers=1, vocab_size=128, subsampling_channels=4,
+                 max_relative_distance=16, conv_norm_groups=4),
+    "base": dict(model_dim=512, num_heads=8, ffn_dim=2048, conv_kernel_size=5,
+                 num_speech_layers=4, num_shared_layers=8, vocab_size=32000,
+                 subsampling_channels=64),
+    "600m": dict(model_dim=1024, num_heads=8, ffn_dim=4096, conv_kernel_size=5,
+                 num_speech_layers=8, num_shared_layers=16, vocab_size=32000,
+                 subsampling_channels=128),
+    "2b": dict(model_dim=1536, num_heads=16, ffn_dim=6144, conv_kernel_size=5,
+               num_speech_layers=8, num_shared_layers=28, vocab_size=4096,
+               subsampling_channels=128),
+}
+
+
+def get_preset(name: str, **overrides) -> EncoderConfig:
+  """The EncoderConfig of a named size preset, with field overrides.
+
+  Raises:
+    ValueError: unknown preset name (the message lists the valid ones) or an invalid field.
+  """
+  if name not in PRESETS:
+    raise ValueError(f"Unknown encoder preset {name!r}; valid presets: {sorted(PRESETS)}")
+  unknown = set(overrides) - {f.name for f in dataclasses.fields(EncoderConfig)}
+  if unknown:
+    raise ValueError(f"Unknown EncoderConfig field(s) {sorted(unknown)} in overrides of preset "
+                     f"{name!r}")
+  return EncoderConfig(**{**PRESETS[name], **overrides})
+
+
+@gin.configurable(module="slam_jax.models.encoder")
+def make_encoder_config(preset: str = "tiny",
+                        model_dim: Optional[int] = None,
+                        num_heads: Optional[int] = None,
+                        ffn_dim: Optional[int] = None,
+                        conv_kernel_size: Optional[int] = None,
+                        num_speech_layers: Optional[int] = None,
+                        num_shared_layers: Optional[int] = None,
+                        vocab_size: Optional[int] = None,
+                        num_mel_bins: Optional[int] = None,
+                        subsampling_channels: Optional[int] = None,
+                        dropout_rate: Optional[float] = None,
+                        attention_dropout_rate: Optional[float] = None,
+                        max_relative_distance: Optional[int] = None,
+                        conv_norm: Optional[str] = None,
+                        conv_norm_groups: Optional[int] = None,
+                        dtype: Optional[str] = None,
+                        scan_layers: Optional[bool] = None,
+                        remat_policy: Optional[str] = None) -> EncoderConfig:
+  """Gin entry point for the encoder architecture: a preset plus explicit field overrides.
+
+  gin/models/<size>.gin bind `make_encoder_config.preset` and any field; unset (None) fields keep
+  the preset's value. Layers never read gin: they receive the returned EncoderConfig.
+
+  Args:
+    preset: one of PRESETS ('tiny', 'base', '600m', '2b').
+    model_dim ... remat_policy: EncoderConfig fields (see its docstring); None = preset value.
+
+  Returns:
+    A validated EncoderConfig.
+  """
+  overrides = {k: v for k, v in locals().items() if k != "preset" and v is not None}
+  return get_preset(preset, **overrides)
+
+
+@flax.struct.dataclass
+class EncoderOutputs:
+  """What SlamEncoder returns (arrays in the compute dtype unless noted; zero where invalid).
+
+  Attributes:
+    features: [B, T', D] feature-encoder output before span masking (quantizer input / contrastive
+      target source).
+    speech_valid: bool [B, T'] valid subsampled frames.
+    speech_lengths: int32 [B] number of valid subsampled frames.
+    speech_hidden: [B, T', D] speech-only stack output (contrastive context vectors).
+    shared_speech: [B, T', D] shared stack output at the speech positions.
+    shared_text: [B, L, D] shared stack output at the text positions.
+    text_valid: bool [B, L] (text_segment_ids > 0).
+  """
+  features: jnp.ndarray
+  speech_valid: jnp.ndarray
+  speech_lengths: jnp.ndarray
+  speech_hidden: jnp.ndarray
+  shared_speech: jnp.ndarray
+  shared_text: jnp.ndarray
+  text_valid: jnp.ndarray
+
+
+class SlamEncoder(nn.Module):
+  """The SLAM encoder. Param tree: feature_encoder, input_projection, speech_stack, text_embedder,
+  shared_stack, mask_embedding [D], modality_embedding [2, D] (stable names: checkpoint format).
+
+  Attributes:
+    config: EncoderConfig.
+  """
+  config: EncoderConfig
+
+  def setup(self):
+    cfg = self.config
+    dtype = cfg.compute_dtype
+    d = cfg.model_dim
+    self.feature_encoder = speech_lib.FeatureEncoder(d, cfg.subsampling_channels, dtype)
+    self.input_projection = layers_lib.dense(d, ("embed", "mlp"), dtype=dtype)
+    self.speech_stack = conformer_lib.ConformerStack(cfg, cfg.num_speech_layers)
+    self.text_embedder = text_lib.TextEmbedder(cfg.vocab_size, d, cfg.dropout_rate, dtype)
+    self.shared_stack = conformer_lib.ConformerStack(cfg, cfg.num_shared_layers)
+    self.mask_embedding = self.param(
+        "mask_embedding", layers_lib.partitioned(nn.initializers.uniform(1.0), ("embed",)),
+        (d,), jnp.float32)
+    self.modality_embedding = self.param(
+        "modality_embedding",
+        layers_lib.partitioned(nn.initializers.normal(stddev=0.02), (None, "embed")),
+        (2, d), jnp.float32)
+    self.feature_dropout = nn.Dropout(cfg.dropout_rate)
+
+  @staticmethod
+  def subsampled_mask(config: EncoderConfig, speech_mask: jnp.ndarray) -> jnp.ndarray:
+    """bool [B, T'] valid frames after the feature encoder (to sample span masks on)."""
+    del config  # The front end's arithmetic is fixed (two 3x3 stride-2 convs).
+    return speech_lib.subsampled_mask(speech_mask)
+
+  def __call__(self, speech_features: jnp.ndarray, speech_mask: jnp.ndarray,
+               text_tokens: jnp.ndarray, text_segment_ids: jnp.ndarray,
+               text_positions: jnp.ndarray, *, speech_span_mask: Optional[jnp.ndarray] = None,
+               deterministic: bool = True) -> EncoderOutputs:
+    """Encodes a batch whose rows are text, speech or [speech; text] pairs (see slam_jax.types).
+
+    Args:
+      speech_features: float [B, T, num_mel_bins] normalised log-mel frames.
+      speech_mask: int [B, T]; 1 = real frame (a prefix), 0 = padding (all 0 for text rows).
+      text_tokens: int [B, L].
+      text_segment_ids: int [B, L]; 0 = padding (all 0 for speech rows), 1.. = packed example.
+      text_positions: int [B, L]; position within its own segment.
+      speech_span_mask: optional bool [B, T'] frames to replace by the learned mask embedding
+        before the speech stack (only valid frames are replaced).
+      deterministic: disables dropout; pass False with rngs={'dropout': key} to train.
+
+    Returns:
+      EncoderOutputs.
+    """
+    cfg = self.config
+    dtype = cfg.compute_dtype
+    if speech_features.shape[-1] != cfg.num_mel_bins:
+      raise ValueError(f"speech_features has {speech_features.shape[-1]} mel bins per frame; "
+                       f"EncoderConfig.num_mel_bins is {cfg.num_mel_bins}")
+    batch, frames = speech_mask.shape
+    features, speech_valid = self.feature_encoder(speech_features, speech_mask)
+    t_sub = features.shape[1]
+    speech_lengths = jnp.sum(speech_valid.astype(jnp.int32), axis=-1)
+
+    x = features
+    if speech_span_mask is not None:
+      if speech_span_mask.shape != speech_valid.shape:
+        raise ValueError(f"speech_span_mask has shape {speech_span_mask.shape}; expected "
+                         f"{speech_valid.shape} = SlamEncoder.subsampled_mask(config, speech_mask)"
+                         f" for speech_mask of shape {(batch, frames)}")
+      replace = (speech_span_mask.astype(bool) & speech_valid)[..., None]
+      x = jnp.where(replace, self.mask_embedding.astype(dtype)[None, None, :], x)
+    x = self.input_projection(x)
+    x = self.feature_dropout(x, deterministic=deterministic)
+    speech_segments = speech_valid.astype(jnp.int32)
+    speech_positions = jnp.broadcast_to(jnp.arange(t_sub, dtype=jnp.int32)[None, :],
+                                        (batch, t_sub))
+    speech_hidden = self.speech_stack(x, speech_segments, speech_positions,
+                                      deterministic=deterministic)
+
+    text_segment_ids = text_segment_ids.astype(jnp.int32)
+    text_valid = text_segment_ids > 0
+    text_x = self.text_embedder(text_tokens, text_positions, text_segment_ids,
+                                deterministic=deterministic)
+
+    modality = self.modality_embedding.astype(dtype)
+    joint = jnp.concatenate([speech_hidden + modality[0][None, None, :],
+                             text_x + modality[1][None, None, :]], axis=1)
+    segments = jnp.concatenate([speech_segments, text_segment_ids], axis=1)
+    positions = jnp.concatenate(
+        [speech_positions, speech_lengths[:, None] + text_positions.astype(jnp.int32)], axis=1)
+    # The depthwise conv must not cross from speech into text: shift text segment ids past 1.
+    conv_segments = jnp.concatenate(
+        [speech_segments, jnp.where(text_valid, text_segment_ids + 1, 0)], axis=1)
+    shared = self.shared_stack(joint, segments, positions, conv_segment_ids=conv_segments,
+                               deterministic=deterministic)
+    return EncoderOutputs(
+        features=features,
+        speech_valid=speech_valid,
+        speech_lengths=speech_lengths,
+        speech_hidden=speech_hidden,
+        shared_speech=shared[:, :t_sub],
+        shared_text=shared[:, t_sub:],
+        text_valid=text_valid)
+
+  def attend_text(self, x: jnp.ndarray) -> jnp.ndarray:
+    """Tied text output projection: fp32 logits [..., vocab_size] = x @ text embedding^T."""
+    return self.text_embedder.attend(x)
+
+  def embed_text(self, text_tokens, text_positions, text_segment_ids, deterministic=True):
+    """The text embedder alone: [B, L, D] (for heads that need input embeddings)."""
+    return self.text_embedder(text_tokens, text_positions, text_segment_ids,
+                              deterministic=deterministic)

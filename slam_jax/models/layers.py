@@ -1,0 +1,179 @@
+"""Small building blocks shared by the encoder's modules.
+
+Everything here is either a pure function or a thin flax module that takes plain typed arguments.
+Parameters are annotated with logical axis names (t5x style; the mesh rules live in
+`slam_jax.partitioning`): `embed`, `mlp`, `heads`, `kv`, `vocab`, `conv` (kernel taps) and `layers`
+(the scan axis, added by `nn.scan`).
+"""
+
+from typing import Callable, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Logical axes of every [batch, length, embed] activation.
+ACTIVATION_AXES = ("batch", "length", "embed")
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+# remat policy name -> jax.checkpoint policy (None = save nothing: full recomputation).
+REMAT_POLICIES = {
+    "full": None,
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything_saveable": jax.checkpoint_policies.everything_saveable,
+}
+REMAT_CHOICES = ("none",) + tuple(REMAT_POLICIES)
+
+
+def compute_dtype(name: str):
+  """Maps a dtype name ('float32' | 'bfloat16') to the jnp dtype."""
+  if name not in _DTYPES:
+    raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+  return _DTYPES[name]
+
+
+def remat_policy(name: str) -> Optional[Callable[..., bool]]:
+  """Maps a remat policy name to a `jax.checkpoint_policies` entry (None for 'full')."""
+  if name not in REMAT_POLICIES:
+    raise ValueError(f"remat_policy must be one of {list(REMAT_CHOICES)}, got {name!r}")
+  return REMAT_POLICIES[name]
+
+
+def constrain(x: jnp.ndarray) -> jnp.ndarray:
+  """Logical sharding constraint of a [batch, length, embed] activation (no-op without rules)."""
+  return nn.with_logical_constraint(x, ACTIVATION_AXES)
+
+
+def partitioned(init: Callable, axes: Sequence[Optional[str]]) -> Callable:
+  """An initializer annotated with logical axis names."""
+  return nn.with_logical_partitioning(init, tuple(axes))
+
+
+def dense(features, axes: Tuple[Optional[str], ...], *, dtype, use_bias: bool = True,
+          axis=-1, name: Optional[str] = None, kernel_init=None) -> nn.DenseGeneral:
+  """A DenseGeneral with fp32 params, `dtype` compute and logically partitioned kernel/bias.
+
+  Args:
+    features: output features (int or tuple).
+    axes: logical names of the kernel's axes (input axes then output axes).
+    dtype: compute dtype.
+    use_bias: add a bias (named by the output axes).
+    axis: input axes contracted.
+    name: module name (stable: it is the checkpoint format).
+    kernel_init: defaults to lecun_normal over the contracted axes.
+  """
+  n_out = len(features) if isinstance(features, (tuple, list)) else 1
+  kernel_init = kernel_init or nn.initializers.lecun_normal()
+  return nn.DenseGeneral(
+      features=features, axis=axis, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
+      kernel_init=partitioned(kernel_init, axes),
+      bias_init=partitioned(nn.initializers.zeros, axes[-n_out:]),
+      name=name)
+
+
+def layer_norm(dtype, name: Optional[str] = None) -> nn.LayerNorm:
+  """LayerNorm over the last axis (statistics in fp32), params named ('embed',)."""
+  return nn.LayerNorm(
+      epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32,
+      scale_init=partitioned(nn.initializers.ones, ("embed",)),
+      bias_init=partitioned(nn.initializers.zeros, ("embed",)), name=name)
+
+
+def sinusoidal_embedding(positions: jnp.ndarray, dim: int) -> jnp.ndarray:
+  """Transformer sinusoidal embedding of (possibly negative) integer positions.
+
+  Args:
+    positions: int array of any shape [...].
+    dim: even embedding size.
+
+  Returns:
+    float32 [..., dim]: sin of the first half of the frequencies, cos of the second half.
+  """
+  half = dim // 2
+  inv_freq = np.exp(-np.log(10000.0) * np.arange(half, dtype=np.float32) / max(half - 1, 1))
+  inv_freq = jnp.asarray(inv_freq, jnp.float32).reshape((1,) * positions.ndim + (half,))
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def neighbour_valid(segment_ids: jnp.ndarray, kernel_size: int) -> jnp.ndarray:
+  """For each tap of a centred 1-D kernel: is the neighbour in the same (non-padding) segment?
+
+  Args:
+    segment_ids: int [batch, time]; 0 = padding.
+    kernel_size: odd K.
+
+  Returns:
+    bool [K, batch, time]: tap k of position t reads position t + k - K//2, and that is allowed only
+    when the neighbour exists and carries the same segment id (> 0) as position t.
+  """
+  half = kernel_size // 2
+  time = segment_ids.shape[1]
+  padded = jnp.pad(segment_ids, ((0, 0), (half, half)))  # outside the array: segment 0
+  taps = [padded[:, k:k + time] for k in range(kernel_size)]
+  same = jnp.stack(taps, axis=0) == segment_ids[None]
+  return same & (segment_ids[None] > 0)
+
+
+def depthwise_conv1d(x: jnp.ndarray, kernel: jnp.ndarray, segment_ids: jnp.ndarray,
+                     bias: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  """Centred depthwise 1-D convolution as K shifted multiply-adds, segment-aware.
+
+  Same numerics as `lax.conv_general_dilated(..., padding='SAME', feature_group_count=C)` (a
+  cross-correlation) when every position is in one segment, but neighbours in another segment or in
+  padding are read as zero. Written without a grouped convolution because XLA:CPU's grouped conv is
+  pathologically slow (see DESIGN.md, "Measured pitfall").
+
+  Args:
+    x: [batch, time, channels].
+    kernel: [K, channels], K odd.
+    segment_ids: int [batch, time]; 0 = padding.
+    bias: optional [channels].
+
+  Returns:
+    [batch, time, channels] in x's dtype (accumulated in fp32).
+  """
+  k_size = kernel.shape[0]
+  half = k_size // 2
+  time = x.shape[1]
+  valid = neighbour_valid(segment_ids, k_size)
+  x_pad = jnp.pad(x, ((0, 0), (half, half), (0, 0)))
+  acc = jnp.zeros(x.shape, jnp.float32)
+  for k in range(k_size):
+    tap = x_pad[:, k:k + time, :]
+    tap = jnp.where(valid[k][..., None], tap, jnp.zeros((), x.dtype))
+    acc = acc + tap.astype(jnp.float32) * kernel[k].astype(jnp.float32)[None, None, :]
+  if bias is not None:
+    acc = acc + bias.astype(jnp.float32)[None, None, :]
+  return acc.astype(x.dtype)
+
+
+def masked_group_norm(x: jnp.ndarray, mask: jnp.ndarray, num_groups: int,
+                      epsilon: float = 1e-6) -> jnp.ndarray:
+  """Group normalisation with statistics over valid positions only (no scale/bias).
+
+  Statistics are per example row and channel group, pooled over the row's valid positions (a
+  packed row pools its segments). Padding never enters the statistics, so valid outputs do not
+  depend on padding; there is no mutable state (unlike batch norm).
+
+  Args:
+    x: [batch, time, channels], channels % num_groups == 0.
+    mask: bool/int [batch, time]; nonzero = valid.
+    num_groups: number of channel groups.
+    epsilon: variance floor.
+
+  Returns:
+    normalised x, fp32 [batch, time, channels].
+  """
+  b, t, c = x.shape
+  xf = x.astype(jnp.float32).reshape(b, t, num_groups, c // num_groups)
+  m = mask.astype(jnp.float32).reshape(b, t, 1, 1)
+  count = jnp.maximum(jnp.sum(m, axis=(1, 3), keepdims=True) * (c // num_groups), 1.0)
+  mean = jnp.sum(xf * m, axis=(1, 3), keepdims=True) / count
+  var = jnp.sum(jnp.square(xf - mean) * m, axis=(1, 3), keepdims=True) / count
+  y = (xf - mean) * jax.lax.rsqrt(var + epsilon)
+  return y.reshape(b, t, c)

@@ -1,0 +1,116 @@
+"""Relative-position self-attention against a straightforward numpy reference."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from slam_jax.models import attention as attention_lib
+from slam_jax.models import layers as layers_lib
+
+B, T, D, H, M = 2, 7, 8, 2, 3
+
+
+def _inputs():
+  rng = np.random.RandomState(0)
+  x = rng.randn(B, T, D).astype(np.float32)
+  # Row 0: two packed segments + padding, positions restart per segment.
+  # Row 1: one segment whose position ids are not array indices (a gap of 4, as after padding).
+  seg = np.array([[1, 1, 1, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 1]], np.int32)
+  pos = np.array([[0, 1, 2, 0, 1, 0, 0], [0, 1, 2, 7, 8, 9, 10]], np.int32)
+  return x, seg, pos
+
+
+def _numpy_reference(params, x, seg, pos):
+  p = jax.tree_util.tree_map(np.asarray, nn.unbox(params))
+  hd = D // H
+  q = np.einsum("btd,dhk->bthk", x, p["query"]["kernel"]) + p["query"]["bias"]
+  k = np.einsum("btd,dhk->bthk", x, p["key"]["kernel"]) + p["key"]["bias"]
+  v = np.einsum("btd,dhk->bthk", x, p["value"]["kernel"]) + p["value"]["bias"]
+  # Sinusoid of each relative distance, same frequencies as layers.sinusoidal_embedding.
+  half = D // 2
+  inv_freq = np.exp(-np.log(10000.0) * np.arange(half) / (half - 1))
+  out = np.zeros((B, T, H, hd), np.float64)
+  for b in range(B):
+    for h in range(H):
+      for i in range(T):
+        logits = np.full(T, -np.inf)
+        for j in range(T):
+          if seg[b, i] == 0 or seg[b, i] != seg[b, j]:
+            continue
+          dist = np.clip(pos[b, i] - pos[b, j], -M, M)
+          emb = np.concatenate([np.sin(dist * inv_freq), np.cos(dist * inv_freq)])
+          r = np.einsum("d,dk->k", emb, p["pos_proj"]["kernel"][:, h, :])
+          content = (q[b, i, h] + p["u_bias"][h]) @ k[b, j, h]
+          position = (q[b, i, h] + p["v_bias"][h]) @ r
+          logits[j] = (content + position) / np.sqrt(hd)
+        if np.all(np.isinf(logits)):
+          continue  # fully masked query: zero output
+        w = np.exp(logits - logits.max())
+        w /= w.sum()
+        out[b, i, h] = w @ v[b, :, h]
+  return np.einsum("bthk,hkd->btd", out, p["out"]["kernel"]) + p["out"]["bias"]
+
+
+@pytest.fixture(scope="module")
+def module_and_params():
+  x, seg, pos = _inputs()
+  module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                               max_relative_distance=M)
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  params = module.init(jax.random.PRNGKey(0), x, mask, rel)["params"]
+  # Non-zero u/v biases so both terms are exercised.
+  rng = np.random.RandomState(1)
+  params = nn.unbox(params)
+  params["u_bias"] = jnp.asarray(rng.randn(H, D // H), jnp.float32)
+  params["v_bias"] = jnp.asarray(rng.randn(H, D // H), jnp.float32)
+  return module, params
+
+
+def test_matches_numpy_reference(module_and_params):
+  module, params = module_and_params
+  x, seg, pos = _inputs()
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  got = module.apply({"params": params}, x, mask, rel)
+  want = _numpy_reference(params, x, seg, pos)
+  # Padding queries (segment 0) give zeros through the out projection: only the bias remains.
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+def test_fully_masked_rows_are_finite_and_bias_only(module_and_params):
+  module, params = module_and_params
+  x, _, pos = _inputs()
+  seg = np.zeros((B, T), np.int32)  # nothing valid at all
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  got = np.asarray(module.apply({"params": params}, x, mask, rel))
+  assert np.all(np.isfinite(got))
+  np.testing.assert_allclose(got, np.broadcast_to(np.asarray(params["out"]["bias"]), got.shape),
+                             atol=1e-6)
+
+
+def test_bfloat16_compute_keeps_fp32_logits(module_and_params):
+  _, params = module_and_params
+  x, seg, pos = _inputs()
+  module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                               max_relative_distance=M, dtype=jnp.bfloat16)
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  got = module.apply({"params": params}, x, mask, rel)
+  assert got.dtype == jnp.bfloat16
+  want = _numpy_reference(params, x, seg, pos)
+  np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=0.1, atol=0.1)
+
+
+def test_relative_index_clips_and_uses_position_ids():
+  pos = jnp.asarray([[0, 1, 2, 10]], jnp.int32)
+  rel = np.asarray(attention_lib.relative_index(pos, 3))
+  assert rel.shape == (1, 4, 4)
+  assert rel[0, 3, 0] == 3 + 3  # distance 10 clipped to 3
+  assert rel[0, 0, 3] == 0  # distance -10 clipped to -3
+  assert rel[0, 1, 2] == -1 + 3
+
+
+def test_sinusoidal_embedding_shape_and_values():
+  emb = np.asarray(layers_lib.sinusoidal_embedding(jnp.asarray([[0, 5]]), 6))
+  assert emb.shape == (1, 2, 6)
+  np.testing.assert_allclose(emb[0, 0], [0, 0, 0, 1, 1, 1], atol=1e-7)

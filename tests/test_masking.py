@@ -1,0 +1,140 @@
+"""Tests for slam_jax.masking: speech spans (wav2vec 2.0) and SpanBERT text masking."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from slam_jax import masking
+
+VOCAB = 100
+MASK_ID = VOCAB - 1
+
+
+def _lengths_to_valid(lengths, frames):
+  return jnp.arange(frames)[None, :] < jnp.asarray(lengths)[:, None]
+
+
+def test_speech_mask_never_masks_padding_and_always_has_a_span():
+  cfg = masking.SpeechMaskConfig(start_prob=0.01, span_length=10)  # low p: forcing matters
+  valid = _lengths_to_valid([0, 1, 3, 40, 200], 200)
+  for seed in range(20):
+    mask = np.asarray(masking.speech_span_mask(jax.random.key(seed), valid, cfg))
+    assert not np.any(mask & ~np.asarray(valid))
+    assert not mask[0].any()  # empty row stays empty
+    assert np.all(mask[1:].sum(axis=1) >= 1)
+
+
+def test_speech_mask_spans_are_contiguous_runs_of_m():
+  cfg = masking.SpeechMaskConfig(start_prob=0.002, span_length=7)
+  valid = jnp.ones((64, 300), bool)
+  mask = np.asarray(masking.speech_span_mask(jax.random.key(1), valid, cfg))
+  # Every run not cut by the utterance end is at least M long.
+  for row in mask:
+    padded = np.concatenate([[0], row.astype(int), [0]])
+    starts = np.flatnonzero(np.diff(padded) == 1)
+    ends = np.flatnonzero(np.diff(padded) == -1)
+    for s, e in zip(starts, ends):
+      if e < 300:
+        assert e - s >= 7  # overlapping spans only make runs longer
+
+
+def test_speech_mask_ratio_and_determinism():
+  cfg = masking.SpeechMaskConfig()  # p = 0.065, M = 10
+  valid = jnp.ones((32, 2000), bool)
+  a = masking.speech_span_mask(jax.random.key(3), valid, cfg)
+  b = masking.speech_span_mask(jax.random.key(3), valid, cfg)
+  c = masking.speech_span_mask(jax.random.key(4), valid, cfg)
+  np.testing.assert_array_equal(a, b)
+  assert np.any(np.asarray(a) != np.asarray(c))
+  ratio = float(jnp.mean(a))
+  assert abs(ratio - cfg.expected_ratio) < 0.02, ratio  # ~0.49 (wav2vec 2.0: "about 49%")
+
+
+def test_speech_mask_jits():
+  cfg = masking.SpeechMaskConfig()
+  valid = _lengths_to_valid([5, 9], 12)
+  fn = jax.jit(lambda k, v: masking.speech_span_mask(k, v, cfg))
+  np.testing.assert_array_equal(fn(jax.random.key(0), valid),
+                                masking.speech_span_mask(jax.random.key(0), valid, cfg))
+
+
+def _text_batch(batch=64, length=128, seed=0):
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(2, MASK_ID, size=(batch, length)).astype(np.int32)
+  segs = np.ones((batch, length), np.int32)
+  lengths = rng.integers(0, length + 1, size=batch)
+  lengths[0], lengths[1] = 0, 1
+  for i, n in enumerate(lengths):
+    tokens[i, n:] = 0
+    segs[i, n:] = 0
+    if n > 0:
+      tokens[i, n - 1] = masking.EOS_ID
+    if n > 10:  # a packed second example
+      tokens[i, n // 2] = masking.EOS_ID
+      segs[i, n // 2 + 1:n] = 2
+  return jnp.asarray(tokens), jnp.asarray(segs)
+
+
+def test_text_mask_never_touches_padding_or_special_ids():
+  cfg = masking.TextMaskConfig()
+  tokens, segs = _text_batch()
+  maskable = masking.text_maskable(tokens, segs)
+  for seed in range(5):
+    out = masking.text_span_mask(jax.random.key(seed), tokens, maskable, cfg, vocab_size=VOCAB,
+                                 mask_id=MASK_ID)
+    mask, inputs = np.asarray(out.mask), np.asarray(out.inputs)
+    special = (np.asarray(tokens) <= masking.EOS_ID) | (np.asarray(segs) == 0)
+    assert not np.any(mask & special)
+    np.testing.assert_array_equal(inputs[~mask], np.asarray(tokens)[~mask])
+    # Random replacements never produce specials.
+    assert not np.any((inputs[mask] <= masking.EOS_ID))
+
+
+def test_text_mask_budget_exact_and_spans_geometric():
+  cfg = masking.TextMaskConfig()
+  tokens, segs = _text_batch(batch=256, length=256, seed=1)
+  maskable = masking.text_maskable(tokens, segs)
+  out = masking.text_span_mask(jax.random.key(0), tokens, maskable, cfg, vocab_size=VOCAB,
+                               mask_id=MASK_ID)
+  n = np.asarray(maskable).sum(1)
+  expected = np.where(n > 0, np.maximum(np.round(np.float32(0.15) * n.astype(np.float32)), 1), 0)
+  np.testing.assert_array_equal(np.asarray(out.mask).sum(1), expected)
+  # Span lengths over rows without packing breaks: mean of truncated Geo(0.2) is 3.8, max 10
+  # (the last span of a row is cut to meet the budget, which lowers the mean slightly).
+  runs = []
+  for row_mask, row_ok in zip(np.asarray(out.mask), np.asarray(maskable)):
+    compressed = row_mask[row_ok].astype(int)
+    padded = np.concatenate([[0], compressed, [0]])
+    d = np.diff(padded)
+    runs += list(np.flatnonzero(d == -1) - np.flatnonzero(d == 1))
+  runs = np.array(runs)
+  assert runs.max() <= 10
+  assert 3.0 < runs.mean() < 4.0, runs.mean()
+
+
+def test_text_mask_80_10_10_and_determinism():
+  cfg = masking.TextMaskConfig()
+  tokens, segs = _text_batch(batch=512, length=128, seed=2)
+  maskable = masking.text_maskable(tokens, segs)
+  fn = jax.jit(lambda k: masking.text_span_mask(k, tokens, maskable, cfg, vocab_size=VOCAB,
+                                                mask_id=MASK_ID))
+  out, again = fn(jax.random.key(7)), fn(jax.random.key(7))
+  np.testing.assert_array_equal(out.inputs, again.inputs)
+  np.testing.assert_array_equal(out.mask, again.mask)
+  mask = np.asarray(out.mask)
+  inputs, tok = np.asarray(out.inputs)[mask], np.asarray(tokens)[mask]
+  frac_mask = np.mean(inputs == MASK_ID)
+  frac_keep = np.mean(inputs == tok)
+  frac_random = 1 - frac_mask - frac_keep
+  # Decided per span (not per token), so allow for span-level sampling noise.
+  assert abs(frac_mask - 0.8) < 0.04, frac_mask
+  assert abs(frac_keep - 0.1) < 0.03, frac_keep
+  assert abs(frac_random - 0.1) < 0.03, frac_random
+
+
+def test_text_mask_rejects_bad_mask_id():
+  tokens, segs = _text_batch(batch=2, length=8)
+  with pytest.raises(ValueError, match="mask_id"):
+    masking.text_span_mask(jax.random.key(0), tokens, masking.text_maskable(tokens, segs),
+                           masking.TextMaskConfig(), vocab_size=VOCAB, mask_id=VOCAB)
