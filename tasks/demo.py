@@ -58,8 +58,16 @@ def _vocab_path(data_dir: Optional[str]) -> str:
   return os.path.join(_dir(data_dir), "vocab", "spm.model")
 
 
-def register_demo_tasks(data_dir: Optional[str] = None) -> None:
-  """(Re)registers the demo tasks and mixtures; data_dir=None resolves it lazily."""
+def register_demo_tasks(data_dir: Optional[str] = None, text_shuffle_buffer: int = 1000,
+                        speech_shuffle_buffer: int = 128) -> None:
+  """(Re)registers the demo tasks and mixtures.
+
+  Args:
+    data_dir: the corpus directory; None resolves `demo_data_dir()` each time a dataset is
+      built.
+    text_shuffle_buffer: examples in the text task's shuffle buffer.
+    speech_shuffle_buffer: examples in each speech task's shuffle buffer.
+  """
   hint = ("build the demo corpus: `python -m slam_jax.data.corpus --out DIR` and set "
           "$SLAM_DATA_DIR or gin demo_data_dir.data_dir")
   vocabulary = common.make_vocabulary(functools.partial(_vocab_path, data_dir))
@@ -67,14 +75,14 @@ def register_demo_tasks(data_dir: Optional[str] = None) -> None:
       TEXT_TASK,
       sources.TextLinesSource(functools.partial(_text_pattern, data_dir), SPLITS, hint=hint),
       types.KIND_TEXT, vocabulary, functools.partial(prep.from_text_lines, strip_ids=True),
-      shuffle_buffer_size=common.TEXT_SHUFFLE_BUFFER)
+      shuffle_buffer_size=text_shuffle_buffer)
   for task, name, kind in ((SPEECH_TASK, "speech", types.KIND_SPEECH),
                            (PAIRED_TASK, "paired", types.KIND_PAIRED)):
     common.register_task(
         task,
         sources.PreparedSpeechSource(functools.partial(_prepared_pattern, data_dir, name),
                                      SPLITS, hint=hint),
-        kind, vocabulary, prep.from_prepared, shuffle_buffer_size=common.SPEECH_SHUFFLE_BUFFER)
+        kind, vocabulary, prep.from_prepared, shuffle_buffer_size=speech_shuffle_buffer)
   common.register_mixture(MIXTURE, [(t, functools.partial(_rate, t))
                                     for t in (TEXT_TASK, SPEECH_TASK, PAIRED_TASK)])
   common.register_mixture(STAGE1_MIXTURE, [(t, functools.partial(_rate, t))

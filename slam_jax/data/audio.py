@@ -23,6 +23,7 @@ class AudioDecodeError(ValueError):
 
   Attributes:
     path: the file.
+    detail: the message without the path.
     reason: "empty" (no bytes or no samples), "undecodable", or "non_finite".
   """
 
@@ -30,6 +31,7 @@ class AudioDecodeError(ValueError):
     super().__init__(f"{path}: {message}")
     self.path = path
     self.reason = reason
+    self.detail = message
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

@@ -122,9 +122,15 @@ def log_mel(waveform: tf.Tensor, config: LogMelConfig = LogMelConfig()) -> tf.Te
     waveform = tf.cast(waveform, tf.float32) / 32768.0
   waveform = tf.cast(waveform, tf.float32)
   waveform.shape.assert_has_rank(1)
+  # Clips shorter than one window give zero frames; pad them to one window so the FFT op always
+  # sees a frame, then drop it.
+  num_samples = tf.shape(waveform)[0]
+  short = num_samples < config.frame_length
+  waveform = tf.pad(waveform, [[0, tf.maximum(0, config.frame_length - num_samples)]])
   stft = tf.signal.stft(waveform, frame_length=config.frame_length, frame_step=config.frame_step,
                         fft_length=config.fft_length, window_fn=tf.signal.hann_window,
                         pad_end=False)  # [frames, fft_length // 2 + 1]
+  stft = stft[:tf.where(short, 0, tf.shape(stft)[0])]
   power = tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
   mel = tf.linalg.matmul(power, mel_weight_matrix(config))  # [frames, bins]
   features = tf.math.log(tf.math.maximum(mel, config.log_floor))

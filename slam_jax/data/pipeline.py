@@ -1,7 +1,7 @@
 """Train/eval iterators of numpy model batches, and how a resumed run finds its data position.
 
   it = make_train_iterator(mixture_or_task_name="slam_demo", batch_size=per_host_rows,
-                           feature_lengths={"speech": 800, "text": 64},
+                           feature_lengths={"speech": 600, "text": 64},
                            shard_info=seqio.ShardInfo(jax.process_index(), jax.process_count()),
                            seed=0, start_batch=0)
   batch = next(it)          # {model feature: np.ndarray [per_host_rows, ...]} (slam_jax/types.py)
@@ -36,8 +36,8 @@ import tensorflow as tf
 from slam_jax import types
 from slam_jax.data import converters
 
-# Defaults: the demo corpus (utterances <= ~5.7 s, sentences <= ~31 tokens with EOS) and a LibriSpeech /
-# Libri-Light / C4 pre-training run (16 s crops, 256 tokens).
+# Defaults: the demo corpus (utterances <= ~5.7 s, sentences <= ~31 tokens with EOS) and a
+# LibriSpeech / Libri-Light / C4 pre-training run (16 s, 256 tokens).
 DEMO_FEATURE_LENGTHS = {types.TASK_SPEECH: 600, types.TASK_TEXT: 64}
 PRETRAIN_FEATURE_LENGTHS = {types.TASK_SPEECH: 1600, types.TASK_TEXT: 256}
 

@@ -194,7 +194,7 @@ def process_utterance(utt: layout.Utterance, config: PrepareConfig,
     samples, _ = audio_lib.load_audio(utt.audio_path)
   except audio_lib.AudioDecodeError as e:
     reason = "empty_audio" if e.reason == "empty" else "decode_error"
-    events.append(Event(reason, where, str(e), True))
+    events.append(Event(reason, where, e.detail, True))
     return [], events
   pcm = audio_lib.float_to_int16(samples)
   seconds = pcm.shape[0] / types.SAMPLE_RATE

@@ -51,7 +51,16 @@ def train_sentencepiece(sentences: Iterable[str], model_prefix: str, vocab_size:
       shuffle_input_sentence=False,
       hard_vocab_limit=False,
       minloglevel=2)
-  return model_prefix + ".model"
+  # The trainer records the absolute output prefix in the model; keep only the base name so
+  # the same sentences give a byte-identical file wherever it is written.
+  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+  path = model_prefix + ".model"
+  with open(path, "rb") as f:
+    proto = sentencepiece_model_pb2.ModelProto.FromString(f.read())
+  proto.trainer_spec.model_prefix = os.path.basename(model_prefix)
+  with open(path, "wb") as f:
+    f.write(proto.SerializeToString())
+  return path
 
 
 def read_sentences(trans_root: Optional[str] = None,

@@ -1,1 +1,1 @@
-"""SLAM's pre-training objectives: pure functions `(outputs..., targets..., weights) -> (loss, metrics)`."""
+"""SLAM pre-training objectives: pure functions returning (loss, metrics)."""

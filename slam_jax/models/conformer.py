@@ -3,7 +3,8 @@
 Block, pre-norm residuals (the macaron layout):
   x = x + 0.5 * FFN(LN(x))
   x = x + Dropout(MHSA_relpos(LN(x)))
-  x = x + ConvModule(LN(x))      # pointwise -> GLU -> depthwise (segment-aware) -> norm -> swish -> pointwise
+  x = x + ConvModule(LN(x))   # pointwise -> GLU -> depthwise (segment-aware) -> norm -> swish
+                              #   -> pointwise
   x = x + 0.5 * FFN(LN(x))
   x = LN(x)
 
@@ -65,10 +66,10 @@ class ConvModule(nn.Module):
       y = layers_lib.layer_norm(dtype, name="conv_norm")(y)
     else:
       y = layers_lib.masked_group_norm(y, segment_ids > 0, cfg.conv_norm_groups)
-      scale = self.param("conv_norm_scale", layers_lib.partitioned(nn.initializers.ones, ("embed",)),
-                         (d,), jnp.float32)
-      shift = self.param("conv_norm_bias", layers_lib.partitioned(nn.initializers.zeros, ("embed",)),
-                         (d,), jnp.float32)
+      ones = layers_lib.partitioned(nn.initializers.ones, ("embed",))
+      zeros = layers_lib.partitioned(nn.initializers.zeros, ("embed",))
+      scale = self.param("conv_norm_scale", ones, (d,), jnp.float32)
+      shift = self.param("conv_norm_bias", zeros, (d,), jnp.float32)
       y = (y * scale[None, None, :] + shift[None, None, :]).astype(dtype)
     y = nn.swish(y)
     y = layers_lib.dense(d, ("mlp", "embed"), dtype=dtype, name="pointwise_out")(y)

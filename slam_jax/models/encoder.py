@@ -1,7 +1,7 @@
-"""SlamEncoder: feature encoder -> speech-only Conformer stack -> shared [speech; text] Conformer stack.
+"""SlamEncoder: feature encoder -> speech-only Conformer stack -> shared [speech; text] stack.
 
     speech_features [B,T,80] --FeatureEncoder--> features [B,T',D]   (quantizer input, unmasked)
-        --(span mask -> learned mask_embedding)--> input_projection --> speech_stack --> speech_hidden
+        --(span mask: learned mask_embedding)--> input_projection --> speech_stack --> speech_hidden
     text_tokens [B,L] --TextEmbedder--> [B,L,D]
     [speech_hidden + modality[0]; text + modality[1]] --shared_stack--> shared_speech, shared_text
 
@@ -123,7 +123,7 @@ class EncoderConfig:
     return dataclasses.replace(self, **overrides)
 
 
-# Size presets. Sources (see the report in docs/ or the summary tool for the resulting counts):
+# Size presets (param counts: `python -m slam_jax.models.summary --preset=<name>`). Sources:
 #  - 600m: SLAM's main model, ~600M params, model dim 1024 (SLAM, arXiv 2110.10329, Sec. 2-3),
 #    which follows w2v-BERT XL / Conformer XL (arXiv 2108.06209; Zhang et al. 2020, arXiv
 #    2010.10504): 24 Conformer layers of dim 1024, 8 heads, FFN 4096 (4x), conv kernel 5.

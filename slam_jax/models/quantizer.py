@@ -6,10 +6,10 @@ vector. In training the pick is a straight-through Gumbel-softmax sample: the fo
 hard one-hot, the backward pass the gradient of the soft sample, so gradients reach the feature
 encoder. The Gumbel temperature decays with the step: tau(step) = max(start * decay^step, end).
 
-Outputs: quantized vectors [B, T, code_dim] (the contrastive targets), code ids [B, T, G] (the masked
-prediction targets: the argmax of the noise-free logits, so they do not depend on the Gumbel draw),
-the noise-free softmax probabilities [B, T, G, V] (for the diversity loss) and the codebook-usage
-perplexity over the frames selected by `weights`.
+Outputs: quantized vectors [B, T, code_dim] (the contrastive targets) with the codes they are made
+of; code ids [B, T, G] for masked prediction (the argmax of the noise-free logits, so the targets do
+not depend on the Gumbel draw); the noise-free softmax probabilities [B, T, G, V] (for the diversity
+loss); the codebook-usage perplexity over the frames selected by `weights`.
 """
 
 import dataclasses

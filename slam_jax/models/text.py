@@ -1,4 +1,4 @@
-"""Text embedder (SLAM, Bapna et al. 2021, Sec. 2): token embedding + sinusoidal positions + LayerNorm.
+"""Text embedder (SLAM, Bapna et al. 2021): token embedding + sinusoidal positions + LayerNorm.
 
 The embedding table (`embedding`, logical axes ('vocab', 'embed')) can be tied to an MLM output
 head through `TextEmbedder.attend` (or `SlamEncoder.attend_text`).
@@ -53,6 +53,6 @@ class TextEmbedder(nn.Module):
     return layers_lib.constrain(x)
 
   def attend(self, x: jnp.ndarray) -> jnp.ndarray:
-    """Tied output projection: logits [..., V] = x @ embedding^T, computed with fp32 accumulation."""
+    """Tied output projection: logits [..., V] = x @ embedding^T (fp32 accumulation)."""
     return jnp.einsum("...d,vd->...v", x.astype(self.dtype), self.embedding.astype(self.dtype),
                       preferred_element_type=jnp.float32)

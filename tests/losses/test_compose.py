@@ -1,4 +1,4 @@
-"""Composition: each term sees only its kind's rows; absent kinds give exact zeros; weights scale."""
+"""Composition: each term sees only its kind's rows; absent kinds give exact zeros; weights."""
 
 import jax
 import jax.numpy as jnp

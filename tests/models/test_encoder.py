@@ -214,30 +214,6 @@ def test_bfloat16_compute(tiny):
   assert logits.shape == (3, 6, cfg.vocab_size) and logits.dtype == jnp.float32
 
 
-def test_scan_and_unrolled_encoders_agree(tiny):
-  _, _, params, apply = tiny
-  cfg_u = encoder_lib.get_preset("tiny", scan_layers=False)
-  model_u = encoder_lib.SlamEncoder(cfg_u)
-  params_u = jax.eval_shape(model_u.init, jax.random.PRNGKey(0), *_batch())
-  apply_u = jax.jit(model_u.apply)
-  p = nn.unbox(params)["params"]
-  mapped = dict(p)
-  for stack in ("speech_stack", "shared_stack"):
-    layers = p[stack]["layers"]
-    n = jax.tree_util.tree_leaves(layers)[0].shape[0]
-    mapped[stack] = {f"layer_{i}": jax.tree_util.tree_map(lambda x, i=i: x[i], layers)
-                     for i in range(n)}
-  assert (jax.tree_util.tree_structure(mapped) ==
-          jax.tree_util.tree_structure(nn.unbox(params_u)["params"]))
-  batch = _batch()
-  want = apply(params, *batch)
-  got = apply_u({"params": mapped}, *batch)
-  np.testing.assert_allclose(np.asarray(got.shared_text), np.asarray(want.shared_text),
-                             rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(got.shared_speech), np.asarray(want.shared_speech),
-                             rtol=1e-5, atol=1e-5)
-
-
 def test_every_param_has_logical_axis_names(tiny):
   _, _, params, _ = tiny
   allowed = {None, "embed", "mlp", "heads", "kv", "vocab", "conv", "layers"}

@@ -1,4 +1,4 @@
-"""Gumbel product quantizer: shapes, temperature schedule, perplexity, straight-through gradients."""
+"""Gumbel product quantizer: shapes, temperature, perplexity, straight-through gradients."""
 
 import flax.linen as nn
 import jax

@@ -3,7 +3,6 @@
 import os
 
 import gin
-import numpy as np
 import pytest
 
 from slam_jax.models import encoder as encoder_lib

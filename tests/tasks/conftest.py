@@ -16,5 +16,5 @@ def demo_tasks(tiny_corpus):
   """The demo tasks registered for the tiny corpus."""
   import tasks  # pylint: disable=g-import-not-at-top,unused-import
   from tasks import demo  # pylint: disable=g-import-not-at-top
-  demo.register_demo_tasks(tiny_corpus)
+  demo.register_demo_tasks(tiny_corpus, text_shuffle_buffer=32, speech_shuffle_buffer=8)
   return tiny_corpus
