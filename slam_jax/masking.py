@@ -182,7 +182,8 @@ def text_span_mask(key: jax.Array, tokens: jnp.ndarray, maskable: jnp.ndarray,
 
   Returns:
     `TextMaskResult(inputs, mask)`. Each row with n maskable tokens has exactly
-    max(1, round(mask_rate * n)) masked positions (0 when n = 0).
+    max(1, round(mask_rate * n)) masked positions (0 when n = 0) as long as mask_rate <= 0.5;
+    above that a row may fall short when it needs more spans than there are gaps between them.
   """
   _check_rank2("tokens", tokens)
   if maskable.shape != tokens.shape:

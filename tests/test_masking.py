@@ -139,3 +139,18 @@ def test_text_mask_rejects_bad_mask_id():
   with pytest.raises(ValueError, match="mask_id"):
     masking.text_span_mask(jax.random.key(0), tokens, masking.text_maskable(tokens, segs),
                            masking.TextMaskConfig(), vocab_size=VOCAB, mask_id=VOCAB)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.15])
+def test_text_mask_budget_exact_on_short_rows(rate):
+  cfg = masking.TextMaskConfig(mask_rate=rate)
+  tokens, segs = _text_batch(batch=128, length=12, seed=5)
+  maskable = masking.text_maskable(tokens, segs)
+  out = masking.text_span_mask(jax.random.key(1), tokens, maskable, cfg, vocab_size=VOCAB,
+                               mask_id=MASK_ID)
+  n = np.asarray(maskable).sum(1)
+  rounded = np.round(np.float32(rate) * n.astype(np.float32))
+  np.testing.assert_array_equal(np.asarray(out.mask).sum(1), np.where(n > 0,
+                                                                      np.maximum(rounded, 1), 0))
+  mask = np.asarray(out.mask)
+  assert not np.any(mask & ~np.asarray(maskable))

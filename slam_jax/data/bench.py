@@ -1,6 +1,6 @@
 """Data benchmarks (a script, not a test).
 
-  python -m slam_jax.data.bench [--seconds 600] [--data_dir DIR] [--batches 20] [--batch_size 8]
+  python -m slam_jax.data.bench [--seconds 3600] [--data_dir DIR] [--batches 200] [--batch_size 8]
 
 1. Front end: log-mel throughput in seconds of audio per second per core. TensorFlow is pinned
    to one thread (intra/inter-op and tf.data threadpool), the features of `--seconds` of 10 s
@@ -87,9 +87,9 @@ def bench_pipeline(data_dir: Optional[str] = None, batches: int = 20, batch_size
 def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--seconds", type=float, default=600.0, help="audio for the front end")
+  parser.add_argument("--seconds", type=float, default=3600.0, help="audio for the front end")
   parser.add_argument("--data_dir", default=None, help="demo corpus dir (pipeline benchmark)")
-  parser.add_argument("--batches", type=int, default=20)
+  parser.add_argument("--batches", type=int, default=200)
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--only", choices=("frontend", "pipeline"), default=None,
                       help="run one benchmark in this process (default: each in its own)")

@@ -3,7 +3,7 @@
 Counters are int64 `tf.Variable`s keyed by "TASK/REASON" and incremented by the dataset
 functions as examples pass (so they count what the pipeline has *processed*, which runs ahead of
 what the trainer consumed by the prefetch depth). Read them with `counts()`; `reset()` zeroes
-them. They hold no data state: iterator checkpoints skip them (their datasets set
+them. The ids of the first MAX_LOGGED examples of each counter go to stderr. They hold no data state: iterator checkpoints skip them (their datasets set
 `ExternalStatePolicy.WARN`).
 
 Reasons: "too_short" (fewer than `min_speech_frames`), "speech_too_long" (more frames than the
@@ -12,6 +12,7 @@ limit: dropped or trimmed), "empty_text", "text_too_long" (dropped or trimmed), 
 """
 
 import dataclasses
+import sys
 import threading
 from typing import Dict, Optional
 
@@ -21,6 +22,7 @@ import tensorflow as tf
 LENGTH_POLICIES = ("trim", "drop")
 EMPTY_POLICIES = ("drop", "keep")
 UNENCODABLE_POLICIES = ("keep", "drop", "strip")
+MAX_LOGGED = 5  # Offending example ids printed per counter.
 
 
 @gin.configurable
@@ -81,12 +83,26 @@ def reset(prefix: str = "") -> None:
         v.assign(0)
 
 
-def count_where(name: str, condition: tf.Tensor) -> tf.Operation:
-  """Op adding 1 to counter `name` when the scalar bool `condition` holds."""
-  return counter(name).assign_add(tf.cast(condition, tf.int64))
+def count_where(name: str, condition: tf.Tensor, where: Optional[tf.Tensor] = None,
+                max_logged: int = MAX_LOGGED) -> tf.Operation:
+  """Op adding 1 to counter `name` when the scalar bool `condition` holds.
+
+  With `where` (an example id), the first `max_logged` such examples are printed to stderr.
+  """
+  total = counter(name).assign_add(tf.cast(condition, tf.int64))
+  if where is None:
+    return tf.group(total)
+
+  def log():
+    tf.print("[slam_jax] filter", name, "example", where, output_stream=sys.stderr)
+    return tf.constant(True)
+
+  logged = tf.cond(tf.logical_and(condition, total <= max_logged), log,
+                   lambda: tf.constant(False))
+  return tf.group(total, logged)
 
 
-def keep_and_count(name: str, drop: tf.Tensor) -> tf.Tensor:
-  """A `filter` predicate value: counts `drop` under `name`, returns `not drop`."""
-  with tf.control_dependencies([count_where(name, drop)]):
+def keep_and_count(name: str, drop: tf.Tensor, where: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """A `filter` predicate value: counts (and logs) `drop` under `name`, returns `not drop`."""
+  with tf.control_dependencies([count_where(name, drop, where)]):
     return tf.logical_not(drop)

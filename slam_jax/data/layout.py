@@ -39,7 +39,7 @@ class Utterance:
 class ScanResult:
   utterances: List[Utterance]
   malformed_lines: List[Tuple[str, int, str]]  # (file, line number, line)
-  duplicate_ids: List[str]
+  duplicate_ids: List[str]  # Audio stems or transcript ids seen twice.
 
 
 def _walk_sorted(root: str) -> Iterable[Tuple[str, List[str]]]:
@@ -92,7 +92,10 @@ def scan(root: str) -> ScanResult:
       stem, ext = os.path.splitext(name)
       if ext.lower() in audio_lib.SUPPORTED_EXTENSIONS:
         if stem in audio:
+          # Same file name in two directories (possible in Libri-Light): keep both, the later
+          # one under its relative path.
           duplicates.append(stem)
+          stem = os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, "-")
         audio[stem] = path
         speakers[stem] = speaker
   ids = sorted(set(audio) | set(transcripts))

@@ -56,7 +56,8 @@ REASONS = {
     "too_short": "shorter than --min_seconds (dropped)",
     "too_long": "longer than --max_seconds (dropped, trimmed or split per --long_policy)",
     "malformed_transcript_line": "a *.trans.txt line that is not UTF-8 (skipped)",
-    "duplicate_id": "an utterance id seen twice (the last one wins)",
+    "duplicate_id": "an id seen twice: a second audio file is kept under its relative path, a "
+                    "second transcript line replaces the first",
 }
 LONG_POLICIES = ("drop", "trim", "split")
 EMPTY_POLICIES = ("drop", "keep")

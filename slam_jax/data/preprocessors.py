@@ -87,20 +87,20 @@ def speech_features(ds: tf.data.Dataset, *, task_name: str,
 
   def not_short(ex):
     return filters_lib.keep_and_count(f"{task_name}/too_short",
-                                      frames_of(ex) < config.min_speech_frames)
+                                      frames_of(ex) < config.min_speech_frames, ex["id"])
 
   ds = ds.filter(not_short)
   if max_frames is not None:
     too_long = lambda ex: frames_of(ex) > max_frames
     if config.long_speech == "drop":
       ds = ds.filter(lambda ex: filters_lib.keep_and_count(f"{task_name}/speech_too_long",
-                                                           too_long(ex)))
+                                                           too_long(ex), ex["id"]))
     else:
       max_samples = features_lib.max_samples_for_frames(max_frames, frontend)
 
       def trim(ex):
         with tf.control_dependencies([filters_lib.count_where(f"{task_name}/speech_too_long",
-                                                              too_long(ex))]):
+                                                              too_long(ex), ex["id"])]):
           audio = tf.identity(ex["audio"][:max_samples])
         return dict(ex, audio=audio)
       ds = ds.map(trim, num_parallel_calls=AUTOTUNE)
@@ -138,15 +138,16 @@ def text_tokens(ds: tf.data.Dataset, *, task_name: str, vocabulary,
               num_parallel_calls=AUTOTUNE)
 
   # Characters outside the vocabulary's pieces are counted under every policy.
+  vocabulary.tokenizer  # pylint: disable=pointless-statement  # Loads it: a clear error if missing.
   allowed = vocab_lib.piece_characters(vocabulary.sentencepiece_model_file)
   bad_class = "[^" + _char_class(allowed) + "]"
   has_bad = lambda ex: tf.strings.regex_full_match(ex["transcript"], f"(?s).*{bad_class}.*")
   name = f"{task_name}/unencodable"
   if config.unencodable == "drop":
-    ds = ds.filter(lambda ex: filters_lib.keep_and_count(name, has_bad(ex)))
+    ds = ds.filter(lambda ex: filters_lib.keep_and_count(name, has_bad(ex), ex["id"]))
   else:
     def check(ex):
-      with tf.control_dependencies([filters_lib.count_where(name, has_bad(ex))]):
+      with tf.control_dependencies([filters_lib.count_where(name, has_bad(ex), ex["id"])]):
         text = tf.identity(ex["transcript"])
       if config.unencodable == "strip":
         text = normalize_text_tf(tf.strings.regex_replace(text, bad_class, ""))
@@ -156,10 +157,10 @@ def text_tokens(ds: tf.data.Dataset, *, task_name: str, vocabulary,
   is_empty = lambda ex: tf.equal(tf.strings.length(ex["transcript"]), 0)
   name = f"{task_name}/empty_text"
   if config.empty_text == "drop":
-    ds = ds.filter(lambda ex: filters_lib.keep_and_count(name, is_empty(ex)))
+    ds = ds.filter(lambda ex: filters_lib.keep_and_count(name, is_empty(ex), ex["id"]))
   else:
     def count_empty(ex):
-      with tf.control_dependencies([filters_lib.count_where(name, is_empty(ex))]):
+      with tf.control_dependencies([filters_lib.count_where(name, is_empty(ex), ex["id"])]):
         return dict(ex, transcript=tf.identity(ex["transcript"]))
     ds = ds.map(count_empty, num_parallel_calls=AUTOTUNE)
 
@@ -172,10 +173,10 @@ def text_tokens(ds: tf.data.Dataset, *, task_name: str, vocabulary,
     too_long = lambda ex: tf.shape(ex["text"])[0] > max_tokens - 1
     name = f"{task_name}/text_too_long"
     if config.long_text == "drop":
-      ds = ds.filter(lambda ex: filters_lib.keep_and_count(name, too_long(ex)))
+      ds = ds.filter(lambda ex: filters_lib.keep_and_count(name, too_long(ex), ex["id"]))
     else:
       def trim(ex):
-        with tf.control_dependencies([filters_lib.count_where(name, too_long(ex))]):
+        with tf.control_dependencies([filters_lib.count_where(name, too_long(ex), ex["id"])]):
           ids = tf.identity(ex["text"][:max_tokens - 1])
         return dict(ex, text=ids)
       ds = ds.map(trim, num_parallel_calls=AUTOTUNE)

@@ -3,7 +3,8 @@
   ContrastiveProjection  speech-only stack output -> code_dim (compared with quantized vectors)
   SpeechMlmHead          shared stack at speech positions -> G x V code logits
   TextMlmHead            shared stack at text positions -> vocabulary logits (BERT's transform:
-                         dense + GELU + LayerNorm, then the tied token embedding or its own matrix)
+                         dense + GELU + LayerNorm, then the tied token embedding, scaled by
+                         D^-1/2 as in T5, or its own matrix)
   StmHead                masked mean over a row's valid speech and text positions -> dense + tanh
                          -> 1 match logit (there is no [CLS] position in SLAM's concatenation)
 """
@@ -68,7 +69,9 @@ class TextMlmHead(nn.Module):
       logits = layers_lib.dense(self.vocab_size, ("embed", "vocab"), dtype=self.dtype,
                                 use_bias=False, name="output")(h)
     else:
-      logits = attend(h)
+      # As T5 does when tying: scale by D^-1/2 so that unit-variance features against the N(0, 1)
+      # embedding rows give O(1) logits at initialisation.
+      logits = attend(h * (d ** -0.5))
     bias = self.param("bias", layers_lib.partitioned(nn.initializers.zeros, ("vocab",)),
                       (self.vocab_size,), jnp.float32)
     return logits.astype(jnp.float32) + bias[None, None, :]

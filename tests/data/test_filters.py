@@ -23,11 +23,11 @@ def messy_cache(tmp_path_factory):
   d = src / "5" / "9"
   d.mkdir(parents=True)
   spec = {"5-9-0000": (1.0, "THE DOG RAN"),            # fine
-          "5-9-0001": (0.04, "THE DOG"),               # 1 frame: too short
+          "5-9-0001": (0.04, "THE DOG"),               # 2 frames: too short
           "5-9-0002": (2.0, "THE CAT"),                # 198 frames: too long for 100
           "5-9-0003": (1.0, ""),                       # empty text
           "5-9-0004": (1.0, "THE DOG \u2603 SAT"),     # unencodable
-          "5-9-0005": (1.0, "THE DOG RAN " * 6)}       # text too long for 8 tokens
+          "5-9-0005": (1.0, "THE DOG RAN " * 6)}       # text too long for 16 tokens
   lines = []
   for uid, (seconds, text) in spec.items():
     soundfile.write(str(d / f"{uid}.flac"), _tone(seconds), 16000)
@@ -52,7 +52,7 @@ def _run(name, cache, vocab_path):
   vocabulary = common.make_vocabulary(functools.partial(str, vocab_path))
   task = librilight.register_prepared_task(name, cache, types.KIND_PAIRED, vocabulary=vocabulary)
   filters.reset(name)
-  ds = task.get_dataset({"speech": 100, "text": 8}, split="train", shuffle=False, num_epochs=1)
+  ds = task.get_dataset({"speech": 100, "text": 16}, split="train", shuffle=False, num_epochs=1)
   out = {x["id"].decode(): x for x in ds.as_numpy_iterator()}
   return out, {k.split("/")[1]: v for k, v in filters.counts(name + "/").items()}
 
@@ -75,7 +75,7 @@ def test_trim_strip_keep(messy_cache, tiny_corpus, gin_config):
   assert counts == {"too_short": 0, "speech_too_long": 1, "empty_text": 1, "unencodable": 1,
                     "text_too_long": 1}
   assert out["5-9-0002"]["speech"].shape == (100, types.NUM_MEL_BINS)  # Trimmed before log-mel.
-  assert out["5-9-0001"]["speech"].shape == (1, types.NUM_MEL_BINS)
-  assert out["5-9-0005"]["text"].shape == (8,) and out["5-9-0005"]["text"][-1] == 1
+  assert out["5-9-0001"]["speech"].shape == (2, types.NUM_MEL_BINS)
+  assert out["5-9-0005"]["text"].shape == (16,) and out["5-9-0005"]["text"][-1] == 1
   assert out["5-9-0003"]["text"].tolist() == [1]  # Kept: EOS only.
   assert 2 not in out["5-9-0004"]["text"]  # Stripped, so no UNK.

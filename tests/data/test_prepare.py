@@ -114,3 +114,14 @@ def test_cli(messy, tmp_path, capsys):
                 "--max_seconds", "2.5", "--long_policy", "drop", "--require_transcript"])
   out = json.loads(capsys.readouterr().out)
   assert out["examples_written"] == 3 and out["counts"]["too_long"] == 1
+
+
+def test_same_file_name_in_two_directories(tmp_path):
+  for book in ("a", "b"):
+    d = tmp_path / "ll" / "42" / book
+    d.mkdir(parents=True)
+    soundfile.write(str(d / "chapter_01.flac"), _tone(0.5), 16000)
+  from slam_jax.data import layout  # pylint: disable=g-import-not-at-top
+  scan = layout.scan(str(tmp_path / "ll"))
+  assert sorted(u.id for u in scan.utterances) == ["42-b-chapter_01", "chapter_01"]
+  assert scan.duplicate_ids == ["chapter_01"] and {u.speaker for u in scan.utterances} == {"42"}

@@ -1,0 +1,56 @@
+"""The demo mixture through the converter: all three kinds, right shapes, packing."""
+import numpy as np
+import seqio
+
+import tasks  # noqa: F401
+from slam_jax import types
+from slam_jax.data import pipeline
+
+LENGTHS = pipeline.DEMO_FEATURE_LENGTHS
+
+
+def _check_rows(batch, n):
+  assert batch[types.SPEECH_FEATURES].shape == (n, LENGTHS["speech"], types.NUM_MEL_BINS)
+  assert batch[types.SPEECH_FEATURES].dtype == np.float32
+  for key in (types.TEXT_TOKENS, types.TEXT_SEGMENT_IDS, types.TEXT_POSITIONS):
+    assert batch[key].shape == (n, LENGTHS["text"]) and batch[key].dtype == np.int32
+  kind, mask, seg = batch[types.KIND], batch[types.SPEECH_MASK], batch[types.TEXT_SEGMENT_IDS]
+  has_speech, has_text = mask.sum(1) > 0, seg.sum(1) > 0
+  np.testing.assert_array_equal(has_speech, kind != types.KIND_TEXT)
+  np.testing.assert_array_equal(has_text, kind != types.KIND_SPEECH)
+  paired = kind == types.KIND_PAIRED
+  assert set(np.unique(seg[paired])) <= {0, 1}
+  # Text ends with EOS inside each segment; padding is 0 everywhere.
+  tokens = batch[types.TEXT_TOKENS]
+  assert (tokens[seg == 0] == 0).all() and (tokens[seg > 0] > 0).all()
+  feats = batch[types.SPEECH_FEATURES]
+  assert (feats[mask == 0] == 0).all() and np.isfinite(feats).all()
+
+
+def test_slam_demo_yields_all_kinds(demo_tasks):
+  assert isinstance(seqio.get_mixture_or_task("slam_demo"), seqio.Mixture)
+  it = pipeline.make_train_iterator(mixture_or_task_name="slam_demo", batch_size=8,
+                                    feature_lengths=LENGTHS, seed=0)
+  batches = pipeline.take_batches(it, 3)
+  for b in batches:
+    _check_rows(b, 8)
+  kinds = np.concatenate([b[types.KIND] for b in batches])
+  assert set(kinds.tolist()) == {types.KIND_TEXT, types.KIND_SPEECH, types.KIND_PAIRED}
+
+
+def test_packed_text_rows(demo_tasks):
+  it = pipeline.make_train_iterator(mixture_or_task_name="slam_demo", batch_size=8,
+                                    feature_lengths=LENGTHS, seed=0, pack=True, pack_window=16)
+  batches = pipeline.take_batches(it, 4)
+  for b in batches:
+    _check_rows(b, 8)
+  text_seg = np.concatenate([b[types.TEXT_SEGMENT_IDS][b[types.KIND] == types.KIND_TEXT]
+                             for b in batches])
+  assert text_seg.max() >= 2  # Several sentences per text row.
+
+
+def test_validation_split_of_each_task(demo_tasks):
+  for name in ("slam_demo_text", "slam_demo_speech", "slam_demo_paired"):
+    ds = pipeline.get_model_dataset(name, feature_lengths=LENGTHS, batch_size=2,
+                                    split="validation", shuffle=False, num_epochs=1, seed=None)
+    _check_rows(next(ds.as_numpy_iterator()), 2)
