@@ -25,6 +25,7 @@ setuptools.setup(
         "clu>=0.0.12",
         "numpy>=2.0",
         "soundfile>=0.14.0",
+        "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
     ],
     extras_require={

@@ -7,4 +7,6 @@ from slam_jax import checkpoints
 from slam_jax import partitioning
 from slam_jax import train
 from slam_jax import trainer
+from slam_jax import model
 from slam_jax.data import synthetic
+from slam_jax.models import encoder

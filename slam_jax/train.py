@@ -64,47 +64,58 @@ class ProgressLogger:
     self.log_every = max(log_every, 1)
     self.writer = metric_writers.create_default_writer(
         os.path.join(model_dir, "tensorboard"), just_logging=jax.process_index() > 0)
-    self._window_start = time.perf_counter()
-    self._window_steps = 0
+    self._last_time = time.perf_counter()
+    self._last_step: Optional[int] = None
     self._window_audio_s = 0.0
     self._window_tokens = 0
     self.audio_seconds_seen = 0.0
     self.examples_seen = 0
 
-  def count_batch(self, host_batch: Mapping[str, np.ndarray]) -> None:
+  @staticmethod
+  def batch_counts(host_batch: Mapping[str, np.ndarray]):
+    """(audio seconds, real text tokens) in the global batch, from this host's slice."""
     audio_s = float(np.sum(host_batch[types.SPEECH_MASK])) * FRAME_SECONDS * jax.process_count()
     tokens = int(np.sum(host_batch[types.TEXT_SEGMENT_IDS] > 0)) * jax.process_count()
-    self._window_steps += 1
+    return audio_s, tokens
+
+  def log(self, step: int, metrics: Dict[str, float], audio_s: float, tokens: int,
+          force: bool = False) -> Dict[str, float]:
+    """Records step `step` (metrics already on host); writes every `log_every` steps.
+
+    Rates are averaged over the steps since the previous write.
+    """
     self._window_audio_s += audio_s
     self._window_tokens += tokens
     self.audio_seconds_seen += audio_s
     self.examples_seen += self.global_batch_size
-
-  def log(self, step: int, metrics: Dict[str, float], force: bool = False) -> Dict[str, float]:
-    """Writes `metrics` of `step` (already on host); prints a line every `log_every` steps."""
+    if self._last_step is None:  # The first step includes compilation: only a baseline.
+      self._last_step, self._last_time = step, time.perf_counter()
+      self._window_audio_s, self._window_tokens = 0.0, 0
+      if not force:
+        return metrics
     if not force and step % self.log_every:
       return metrics
-    elapsed = max(time.perf_counter() - self._window_start, 1e-9)
-    rates = {
-        "perf/steps_per_sec": self._window_steps / elapsed,
-        "perf/examples_per_sec": self._window_steps * self.global_batch_size / elapsed,
-        "perf/audio_seconds_per_sec": self._window_audio_s / elapsed,
-        "perf/text_tokens_per_sec": self._window_tokens / elapsed,
-        "data/audio_hours_seen": self.audio_seconds_seen / 3600.0,
-        "data/examples_seen": float(self.examples_seen),
-    }
-    if self.flops_per_step and self.peak_flops:
-      rates["perf/mfu"] = (self.flops_per_step * rates["perf/steps_per_sec"] /
-                           (self.peak_flops * jax.device_count()))
+    now = time.perf_counter()
+    steps = max(step - self._last_step, 0)
+    elapsed = max(now - self._last_time, 1e-9)
+    rates = {"data/audio_hours_seen": self.audio_seconds_seen / 3600.0,
+             "data/examples_seen": float(self.examples_seen)}
+    if steps:
+      rates.update({
+          "perf/steps_per_sec": steps / elapsed,
+          "perf/examples_per_sec": steps * self.global_batch_size / elapsed,
+          "perf/audio_seconds_per_sec": self._window_audio_s / elapsed,
+          "perf/text_tokens_per_sec": self._window_tokens / elapsed,
+      })
+      if self.flops_per_step and self.peak_flops:
+        rates["perf/mfu"] = (self.flops_per_step * rates["perf/steps_per_sec"] /
+                             (self.peak_flops * jax.device_count()))
     scalars = dict(metrics, **rates)
     self.writer.write_scalars(step, scalars)
     if jax.process_index() == 0:
-      logging.info("%s", self.format_line(step, scalars))
       print(self.format_line(step, scalars), flush=True)
-    self._window_start = time.perf_counter()
-    self._window_steps = 0
-    self._window_audio_s = 0.0
-    self._window_tokens = 0
+    self._last_step, self._last_time = step, now
+    self._window_audio_s, self._window_tokens = 0.0, 0
     return scalars
 
   def format_line(self, step: int, s: Dict[str, float]) -> str:
@@ -115,9 +126,10 @@ class ProgressLogger:
     for key in sorted(s):
       if key.endswith("/accuracy"):
         parts.append(f"{key.split('/')[0]}_acc {s[key]:.3f}")
-    parts.append(f"{s['perf/steps_per_sec']:.2f} steps/s")
-    parts.append(f"{s['perf/examples_per_sec']:.1f} ex/s")
-    parts.append(f"{s['perf/audio_seconds_per_sec']:.1f} audio-s/s")
+    if "perf/steps_per_sec" in s:
+      parts.append(f"{s['perf/steps_per_sec']:.2f} steps/s")
+      parts.append(f"{s['perf/examples_per_sec']:.1f} ex/s")
+      parts.append(f"{s['perf/audio_seconds_per_sec']:.1f} audio-s/s")
     if "perf/mfu" in s:
       parts.append(f"MFU {100 * s['perf/mfu']:.1f}%")
     return " | ".join(parts)
@@ -227,13 +239,13 @@ def train(
     nonlocal first_metrics, last_metrics
     if pending is None:
       return
-    p_step, p_metrics = pending
+    p_step, p_metrics, p_audio, p_tokens = pending
     host = _to_host(p_metrics)
     if not first_metrics:
       first_metrics = host
     last_metrics = host
     history.append(dict(host, step=p_step))
-    progress.log(p_step, host, force=(p_step == end_step or p_step == start_step + 1))
+    progress.log(p_step, host, p_audio, p_tokens, force=(p_step == end_step))
     if host.get("bad_steps", 0) >= max_bad_steps:
       raise TrainingDiverged(
           f"{int(host['bad_steps'])} consecutive steps up to step {p_step} had a non-finite loss "
@@ -245,12 +257,12 @@ def train(
     while step < end_step and not stop.requested:
       host_batch = next(data)
       batches_consumed += 1
-      progress.count_batch(host_batch)
+      audio_s, tokens = progress.batch_counts(host_batch)
       global_batch = partitioning_lib.host_batch_to_global(host_batch, mesh_obj)
       state, metrics = trainer.step(state, global_batch)
       step += 1
       finish_pending()
-      pending = (step, metrics)
+      pending = (step, metrics, audio_s, tokens)
       if step % checkpoint.save_every_steps == 0:
         checkpointer.save(step, state, _data_state(batches_consumed, seed))
     finish_pending()
@@ -343,4 +355,7 @@ def main(argv: Sequence[str]) -> TrainResult:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  # Run the imported module's main, so gin sees the configurables as `slam_jax.train.*`
+  # rather than `__main__.*`.
+  from slam_jax import train as _train_module  # pylint: disable=g-import-not-at-top
+  _train_module.main(sys.argv[1:])

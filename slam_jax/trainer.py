@@ -228,8 +228,10 @@ class PartitionedTrainer:
       variables = model.get_initial_variables(rng, self.input_shapes, self.input_types)
       return init_train_state(variables["params"], tx)
 
-    with self.context():
-      boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(seed))
+    # Initialisation runs without activation rules: flax applies the rules to boxed params while
+    # DenseGeneral reshapes its kernel, which fails for multi-axis kernels; params get their
+    # shardings from `out_shardings` instead.
+    boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(seed))
     self.state_shardings = partitioning_lib.tree_shardings(boxed, mesh, self.rules)
     self.abstract_state = jax.tree_util.tree_map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -251,8 +253,7 @@ class PartitionedTrainer:
     return _Context(self.mesh, partitioning_lib.activation_rules(self.rules))
 
   def init_state(self) -> TrainState:
-    with self.context():
-      return self._init(jax.random.PRNGKey(self.seed))
+    return self._init(jax.random.PRNGKey(self.seed))
 
   def abstract_batch(self, global_batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
     return {k: jax.ShapeDtypeStruct((global_batch_size,) + tuple(s[1:]), self.input_types[k],

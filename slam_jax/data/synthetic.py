@@ -68,7 +68,7 @@ class SyntheticIterator:
     batch = synthetic_batch(rng, self.batch_size, self.speech_frames, self.text_length,
                             self.vocab_size)
     if self.batches_consumed in self.nan_at_batches:
-      batch[types.SPEECH_FEATURES][0, 0, 0] = np.nan
+      batch[types.SPEECH_FEATURES][1, 0, 0] = np.nan  # Row 1 is a speech row.
     self.batches_consumed += 1
     return batch
 

@@ -6,7 +6,7 @@ Parameters are annotated with logical axis names (t5x style; the mesh rules live
 (the scan axis, added by `nn.scan`).
 """
 
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -53,26 +53,66 @@ def partitioned(init: Callable, axes: Sequence[Optional[str]]) -> Callable:
   return nn.with_logical_partitioning(init, tuple(axes))
 
 
+class DenseGeneral(nn.Module):
+  """Contracts the trailing `len(axis)` input axes into `features` (int or tuple).
+
+  Same parameter names and shapes as `nn.DenseGeneral` (`kernel` [*in, *out], `bias` [*out]), but
+  the kernel is created at its full shape with its logical axes, so no reshape of a boxed
+  parameter happens under sharding rules (flax's DenseGeneral reshapes a flat kernel at init,
+  which trips the logical constraint of multi-axis kernels).
+  """
+
+  features: Union[int, Tuple[int, ...]]
+  axes: Tuple[Optional[str], ...]
+  axis: Union[int, Tuple[int, ...]] = -1
+  use_bias: bool = True
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Optional[Callable] = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
+    axis = (self.axis,) if isinstance(self.axis, int) else tuple(self.axis)
+    n_in = len(axis)
+    if sorted(a % x.ndim for a in axis) != list(range(x.ndim - n_in, x.ndim)):
+      raise ValueError(f"DenseGeneral contracts trailing axes only; got axis={self.axis} "
+                       f"for an input of rank {x.ndim}.")
+    in_shape = x.shape[x.ndim - n_in:]
+    kernel_shape = tuple(in_shape) + features
+    if len(self.axes) != len(kernel_shape):
+      raise ValueError(f"{self.name}: {len(self.axes)} logical axes {self.axes} for a kernel of "
+                       f"shape {kernel_shape}.")
+    init = self.kernel_init or nn.initializers.lecun_normal(
+        in_axis=tuple(range(n_in)), out_axis=tuple(range(n_in, len(kernel_shape))))
+    kernel = self.param("kernel", partitioned(init, self.axes), kernel_shape, jnp.float32)
+    letters = "abcdefghijklmnopqrstuvw"
+    batch = letters[:x.ndim - n_in]
+    ins = letters[x.ndim - n_in:x.ndim]
+    outs = letters[x.ndim:x.ndim + len(features)]
+    y = jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x.astype(self.dtype),
+                   kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param("bias", partitioned(nn.initializers.zeros, self.axes[n_in:]), features,
+                        jnp.float32)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
 def dense(features, axes: Tuple[Optional[str], ...], *, dtype, use_bias: bool = True,
-          axis=-1, name: Optional[str] = None, kernel_init=None) -> nn.DenseGeneral:
-  """A DenseGeneral with fp32 params, `dtype` compute and logically partitioned kernel/bias.
+          axis=-1, name: Optional[str] = None, kernel_init=None) -> DenseGeneral:
+  """A dense layer with fp32 params, `dtype` compute and logically partitioned kernel/bias.
 
   Args:
     features: output features (int or tuple).
     axes: logical names of the kernel's axes (input axes then output axes).
     dtype: compute dtype.
     use_bias: add a bias (named by the output axes).
-    axis: input axes contracted.
+    axis: input axes contracted (trailing).
     name: module name (stable: it is the checkpoint format).
     kernel_init: defaults to lecun_normal over the contracted axes.
   """
-  n_out = len(features) if isinstance(features, (tuple, list)) else 1
-  kernel_init = kernel_init or nn.initializers.lecun_normal()
-  return nn.DenseGeneral(
-      features=features, axis=axis, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-      kernel_init=partitioned(kernel_init, axes),
-      bias_init=partitioned(nn.initializers.zeros, axes[-n_out:]),
-      name=name)
+  return DenseGeneral(features=features, axes=tuple(axes), axis=axis, use_bias=use_bias,
+                      dtype=dtype, kernel_init=kernel_init, name=name)
 
 
 def layer_norm(dtype, name: Optional[str] = None) -> nn.LayerNorm:

@@ -100,7 +100,7 @@ class FeatureEncoder(nn.Module):
           self.channels, (KERNEL, KERNEL), strides=(STRIDE, STRIDE),
           padding=((PAD, PAD), (PAD, PAD)), dtype=self.dtype, param_dtype=jnp.float32,
           kernel_init=layers_lib.partitioned(nn.initializers.lecun_normal(),
-                                             ("conv", "conv", None, None)),
+                                             ("conv", None, None, None)),
           bias_init=layers_lib.partitioned(nn.initializers.zeros, (None,)),
           name=f"conv_{i}")(x)
       x = nn.relu(x)
