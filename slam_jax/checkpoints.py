@@ -97,6 +97,13 @@ class Checkpointer:
         errors.append(message)
     raise RuntimeError(f"No readable checkpoint under {self.directory}: " + " | ".join(errors))
 
+  def restore_raw(self, step: Optional[int] = None) -> Tuple[int, PyTree, Dict[str, Any]]:
+    """Restores a checkpoint as saved (no target shardings): for inspection tools and tests."""
+    step = self.latest_step() if step is None else step
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), data=ocp.args.JsonRestore()))
+    return step, restored["state"], dict(restored["data"])
+
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""
     self._manager.wait_until_finished()

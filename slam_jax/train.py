@@ -88,15 +88,11 @@ class ProgressLogger:
     self._window_tokens += tokens
     self.audio_seconds_seen += audio_s
     self.examples_seen += self.global_batch_size
-    if self._last_step is None:  # The first step includes compilation: only a baseline.
-      self._last_step, self._last_time = step, time.perf_counter()
-      self._window_audio_s, self._window_tokens = 0.0, 0
-      if not force:
-        return metrics
-    if not force and step % self.log_every:
+    first = self._last_step is None  # Its time includes compilation: printed without rates.
+    if not (first or force or step % self.log_every == 0):
       return metrics
     now = time.perf_counter()
-    steps = max(step - self._last_step, 0)
+    steps = 0 if first else max(step - self._last_step, 0)
     elapsed = max(now - self._last_time, 1e-9)
     rates = {"data/audio_hours_seen": self.audio_seconds_seen / 3600.0,
              "data/examples_seen": float(self.examples_seen)}

@@ -14,9 +14,14 @@ Sentences come from `grammar.Grammar` (one distribution for all three sets); spe
 (`espeak.Synthesizer`) at 22050 Hz resampled to 16 kHz, one synthetic speaker per
 (voice + variant, rate, pitch). Validation speakers are disjoint from training speakers.
 
-Determinism: eSpeak keeps hidden global state between calls, so each chapter is synthesised in
-a fresh process (spawn, one task per child) in a fixed order; with that, the same seed gives
-byte-identical files.
+Sizes: `small` (default) = 50k text sentences, 2000 + 400 speech-only and 2000 + 400 paired
+utterances (about 1.45 h + 0.29 h each, 48 speakers), 1023-piece vocabulary; it built in 1 min
+45 s with 2 workers on 2 shared CPU cores (most of it synthesis) and takes ~650 MB (FLAC +
+prepared int16 TFRecords). `tiny` (tests) builds in a few seconds.
+
+Determinism: eSpeak keeps hidden global state between calls, so each group of speakers
+(`speakers_per_job`) is synthesised in a fresh process (spawn, one task per child) in a fixed
+order; with that, the same seed gives byte-identical files whatever the worker count.
 """
 
 import argparse
@@ -28,8 +33,6 @@ import random
 import shutil
 import time
 from typing import Dict, List, Optional, Sequence
-
-import numpy as np
 
 from slam_jax import types
 from slam_jax.data import audio as audio_lib

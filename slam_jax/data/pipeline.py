@@ -23,6 +23,17 @@ same position, both reproduce the next batch exactly (tests/data/test_pipeline.p
 
 Changing the process count or per-host batch size changes the order: such a resume starts the
 stream afresh with a different seed-equivalent order (it does not repeat data deterministically).
+
+gin (the trainer's `make_data`; import the modules so gin knows them):
+  import slam_jax.data.pipeline
+  import tasks
+  slam_jax.train.train.make_data = @slam_jax.data.pipeline.make_train_iterator
+  slam_jax.data.pipeline.make_train_iterator.mixture_or_task_name = %MIXTURE_OR_TASK_NAME
+  tasks.common.demo_data_dir.data_dir = '/path/to/demo'      # or $SLAM_DATA_DIR
+
+Evaluation: `get_model_dataset(TASK, split="validation", shuffle=False, num_epochs=1,
+batch_size=B)` per task (a mixture with num_epochs=1 stops when its first task runs out;
+drop_remainder drops the last partial batch).
 """
 
 import os

@@ -2,7 +2,7 @@
 
   python -m slam_jax.data.prepare --src DIR --out CACHE_DIR --split train \
       [--num_shards N] [--process_index K --num_processes P] [--workers W] \
-      [--vocab spm.model] [--max_seconds 35 --long_policy drop|trim|split] \
+      [--vocab_path spm.model] [--max_seconds 35 --long_policy drop|trim|split] \
       [--min_seconds 0.1] [--empty_transcript drop|keep] [--require_transcript] \
       [--unencodable drop|strip|keep] [--overwrite]
 

@@ -7,7 +7,6 @@ length rules, EOS) and `finalize` (fill the empty slot, set `kind`). Every drop 
 counted in `filters` under "TASK/REASON".
 """
 
-import functools
 from typing import Mapping, Optional
 
 import tensorflow as tf
@@ -201,10 +200,3 @@ def finalize(ds: tf.data.Dataset, *, kind: int,
     return {types.TASK_SPEECH: speech, types.TASK_TEXT: text,
             types.TASK_KIND: tf.constant(kind, tf.int32), "id": ex.get("id", tf.constant(""))}
   return ds.map(fn, num_parallel_calls=AUTOTUNE)
-
-
-def partial_with_name(fn, **kwargs):
-  """functools.partial that keeps a readable __name__ (seqio logs preprocessor names)."""
-  p = functools.partial(fn, **kwargs)
-  p.__name__ = getattr(fn, "__name__", "preprocessor")  # type: ignore[attr-defined]
-  return p

@@ -50,7 +50,7 @@ class SyntheticIterator:
 
   def __init__(self, batch_size: int, feature_lengths: Mapping[str, int], vocab_size: int,
                seed: int = 0, shard_index: int = 0, start_batch: int = 0,
-               nan_at_batches: tuple = ()):
+               nan_at_batches: tuple = (), fixed_batch: bool = False):
     self.batch_size = batch_size
     self.speech_frames = int(feature_lengths["speech"])
     self.text_length = int(feature_lengths["text"])
@@ -59,12 +59,14 @@ class SyntheticIterator:
     self.shard_index = shard_index
     self.batches_consumed = start_batch
     self.nan_at_batches = set(nan_at_batches)
+    self.fixed_batch = fixed_batch
 
   def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
     return self
 
   def __next__(self) -> Dict[str, np.ndarray]:
-    rng = np.random.default_rng([self.seed, self.shard_index, self.batches_consumed])
+    index = 0 if self.fixed_batch else self.batches_consumed
+    rng = np.random.default_rng([self.seed, self.shard_index, index])
     batch = synthetic_batch(rng, self.batch_size, self.speech_frames, self.text_length,
                             self.vocab_size)
     if self.batches_consumed in self.nan_at_batches:
@@ -76,13 +78,16 @@ class SyntheticIterator:
 @gin.configurable
 def make_synthetic_data(*, batch_size: int, feature_lengths: Mapping[str, int], shard_info=None,
                         seed: int = 0, start_batch: int = 0, vocab_size: int = gin.REQUIRED,
-                        nan_at_batches: tuple = ()) -> SyntheticIterator:
+                        nan_at_batches: tuple = (),
+                        fixed_batch: bool = False) -> SyntheticIterator:
   """`train.make_data` for generated batches (see `slam_jax.train.train`).
 
   Args:
     vocab_size: token ids are drawn from [3, vocab_size - 1); bind to the model's vocabulary.
     nan_at_batches: batch indices whose features get a NaN (to exercise the NaN guard).
+    fixed_batch: repeat batch 0 forever (memorisation checks).
   """
   index = shard_info.index if shard_info is not None else 0
   return SyntheticIterator(batch_size, feature_lengths, vocab_size, seed=seed, shard_index=index,
-                           start_batch=start_batch, nan_at_batches=tuple(nan_at_batches))
+                           start_batch=start_batch, nan_at_batches=tuple(nan_at_batches),
+                           fixed_batch=fixed_batch)

@@ -13,7 +13,7 @@ import argparse
 import functools
 import glob
 import os
-from typing import Callable, FrozenSet, Iterable, List, Optional, Sequence
+from typing import FrozenSet, Iterable, List, Optional, Sequence
 
 PAD_ID = 0
 EOS_ID = 1

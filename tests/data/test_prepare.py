@@ -100,9 +100,14 @@ def test_processes_write_disjoint_shards(messy, tmp_path):
     summary = prepare.prepare(messy, out, "train", config, num_shards=4, process_index=k,
                               num_processes=2)
   assert summary["shards_done"] == 4
-  single = prepare.prepare(messy, str(tmp_path / "one"), "train", config, num_shards=4)
+  single = prepare.prepare(messy, str(tmp_path / "one"), "train", config, num_shards=4,
+                           workers=2)  # Decoding in 2 worker processes.
   assert summary["counts"] == single["counts"]
   assert sorted(_read(out, "train")) == sorted(_read(str(tmp_path / "one"), "train"))
+  for shard in range(4):
+    with open(prepare.shard_path(out, "train", shard, 4), "rb") as a, open(
+        prepare.shard_path(str(tmp_path / "one"), "train", shard, 4), "rb") as b:
+      assert a.read() == b.read()
   # A rerun skips finished shards.
   mtime = os.path.getmtime(prepare.shard_path(out, "train", 0, 4))
   prepare.prepare(messy, out, "train", config, num_shards=4)
