@@ -180,7 +180,9 @@ def train(
   """
   if not model_dir:
     raise ValueError("train.model_dir (MODEL_DIR) is empty: give a directory for checkpoints.")
-  os.makedirs(model_dir, exist_ok=True)
+  if "://" not in model_dir:  # Local paths: orbax needs them absolute; gs:// etc. stay as given.
+    model_dir = os.path.abspath(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
   ckpt_dir = os.path.join(model_dir, "checkpoints")
   checkpointer = checkpoints_lib.Checkpointer(ckpt_dir, checkpoint)
   if checkpointer.all_steps() and not resume:
