@@ -337,7 +337,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   gin.add_config_file_search_path(os.getcwd())
   try:
     gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
-  except (ValueError, KeyError, TypeError, IOError) as e:
+  except (ValueError, KeyError, TypeError, IOError, SyntaxError) as e:
     raise ValueError(f"Bad gin configuration ({', '.join(gin_files)} + {list(bindings)}): {e}") from e
 
 
