@@ -287,17 +287,27 @@ def _shard_info():
   return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
 
 
-def summarize(result: TrainResult) -> str:
-  """Final losses/accuracies next to their first-step values, and where the checkpoint is."""
+def summarize(result: TrainResult, window: Optional[int] = None) -> str:
+  """Final losses/accuracies next to their starting values, and where the checkpoint is.
+
+  Per-batch metrics are noisy (a batch holds few masked positions of each kind), so both columns
+  average `window` steps: the first ones of this run and the last ones (default: a tenth of the
+  steps, between 1 and 25).
+  """
+  history = result.history or [result.last_metrics]
+  n = window or max(1, min(25, len(history) // 10))
+  head, tail = history[:n], history[-n:]
+  mean = lambda rows, k: float(np.mean([r[k] for r in rows if k in r])) if any(
+      k in r for r in rows) else math.nan
   lines = [f"[slam_jax] finished at step {result.last_step}"
            + (" (stopped by signal)" if result.stopped_by_signal else "")]
   keys = sorted(k for k in result.last_metrics
-                if k == "loss" or k.endswith("/loss") or k.endswith("/accuracy"))
+                if k == "loss" or k.endswith("/loss") or k.endswith("accuracy"))
   width = max((len(k) for k in keys), default=10)
-  lines.append(f"  {'metric':<{width}}  {'first step':>10}  {'last step':>10}")
+  first_label, last_label = f"first {n} steps", f"last {n} steps"
+  lines.append(f"  {'metric (mean)':<{width}}  {first_label:>14}  {last_label:>14}")
   for k in keys:
-    lines.append(f"  {k:<{width}}  {result.first_metrics.get(k, math.nan):>10.4f}  "
-                 f"{result.last_metrics[k]:>10.4f}")
+    lines.append(f"  {k:<{width}}  {mean(head, k):>14.4f}  {mean(tail, k):>14.4f}")
   if result.skipped_steps:
     lines.append(f"  non-finite steps skipped: {result.skipped_steps}")
   lines.append(f"  checkpoint: {result.checkpoint_dir}")
