@@ -25,8 +25,8 @@ MEL_FRAME_SECONDS = 0.01
 class StackModel:
   """The Conformer stack on [batch, frames, model_dim] inputs; loss = mean of squared outputs.
 
-  Every frame is valid and position ids are the array indices (`positions=None`), as for the
-  speech-only stack. Dropout follows `config.dropout_rate` (pass rng=None for none).
+  Every frame is valid and position ids are the array indices, as in the speech-only stack.
+  Dropout follows `config.dropout_rate` (pass rng=None for none).
   """
 
   def __init__(self, config, num_layers: int):
@@ -47,7 +47,7 @@ class StackModel:
     del input_types
     b, t, d = input_shapes[FRAMES]
     return self.module.init({"params": rng}, jnp.zeros((b, t, d), jnp.float32),
-                            jnp.ones((b, t), jnp.int32), None)
+                            jnp.ones((b, t), jnp.int32), _positions(b, t))
 
   def loss_fn(self, params, batch, dropout_rng, step=0):
     del step
@@ -57,10 +57,14 @@ class StackModel:
     deterministic = dropout_rng is None or (cfg.dropout_rate == 0.0 and
                                             cfg.attention_dropout_rate == 0.0)
     rngs = None if deterministic else {"dropout": dropout_rng}
-    y = self.module.apply({"params": params}, x, segments, None, deterministic=deterministic,
-                          rngs=rngs)
+    y = self.module.apply({"params": params}, x, segments, _positions(*x.shape[:2]),
+                          deterministic=deterministic, rngs=rngs)
     loss = jnp.mean(jnp.square(y.astype(jnp.float32)))
     return loss, {}
+
+
+def _positions(batch: int, frames: int) -> jnp.ndarray:
+  return jnp.broadcast_to(jnp.arange(frames, dtype=jnp.int32)[None, :], (batch, frames))
 
 
 def stack_batch(seed: int, batch_size: int, frames: int, model_dim: int) -> Dict[str, np.ndarray]:

@@ -93,8 +93,7 @@ class ConformerBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, segment_ids, attn_mask, rel_index):
-    """x [b,t,d]; segment_ids int [b,t] (0 = padding); attn_mask [b,1,t,t]; rel_index [b,t,t]
-    or None (position ids = array indices)."""
+    """x [b,t,d]; segment_ids int [b,t] (0 = padding); attn_mask [b,1,t,t]; rel_index [b,t,t]."""
     cfg = self.config
     dtype = cfg.compute_dtype
     det = self.deterministic
@@ -126,7 +125,7 @@ class ConformerStack(nn.Module):
   num_layers: int
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, segment_ids: jnp.ndarray, positions: Optional[jnp.ndarray],
+  def __call__(self, x: jnp.ndarray, segment_ids: jnp.ndarray, positions: jnp.ndarray,
                conv_segment_ids: Optional[jnp.ndarray] = None,
                deterministic: bool = True) -> jnp.ndarray:
     """Runs the stack.
@@ -134,8 +133,7 @@ class ConformerStack(nn.Module):
     Args:
       x: [batch, length, model_dim].
       segment_ids: int [batch, length]; attention stays within a segment; 0 = padding.
-      positions: int [batch, length]; position ids for relative distances. None = the array
-        indices 0..length-1 (same result as passing them, computed without a gather).
+      positions: int [batch, length]; position ids for relative distances.
       conv_segment_ids: int [batch, length]; segments the depthwise conv must not cross (defaults
         to segment_ids; the encoder passes ids that also separate speech from text).
       deterministic: disables dropout.

@@ -297,8 +297,8 @@ class SlamEncoder(nn.Module):
     speech_segments = speech_valid.astype(jnp.int32)
     speech_positions = jnp.broadcast_to(jnp.arange(t_sub, dtype=jnp.int32)[None, :],
                                         (batch, t_sub))
-    # Speech position ids are the array indices: None selects the gather-free relative shift.
-    speech_hidden = self.speech_stack(x, speech_segments, None, deterministic=deterministic)
+    speech_hidden = self.speech_stack(x, speech_segments, speech_positions,
+                                      deterministic=deterministic)
 
     text_segment_ids = text_segment_ids.astype(jnp.int32)
     text_valid = text_segment_ids > 0
