@@ -110,6 +110,22 @@ class SlamModel:
   def vocab_size(self) -> int:
     return self.encoder_config.vocab_size
 
+  def chance_accuracies(self) -> Dict[str, float]:
+    """Accuracy of guessing uniformly, per accuracy metric of `loss_fn` (for progress reports).
+
+    Chance is a floor, not the baseline a model beats first: predicting frequent tokens or codes
+    already scores above it.
+    """
+    per_code = 1.0 / self.quantizer_config.num_entries
+    return {
+        "text_mlm/accuracy": 1.0 / self.vocab_size,
+        "tlm/text_accuracy": 1.0 / self.vocab_size,
+        "speech_mlm/accuracy": per_code,
+        "tlm/speech_accuracy": per_code,
+        "contrastive/accuracy": 1.0 / (self.objectives.num_distractors + 1),
+        "stm/accuracy": 0.5,
+    }
+
   # ---------------------------------------------------------------- shapes and initialisation
 
   def input_shapes_and_types(self, batch_size: int, feature_lengths: Mapping[str, int]

@@ -45,6 +45,7 @@ class TrainResult:
   stopped_by_signal: bool = False
   skipped_steps: int = 0
   history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+  chance: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _to_host(metrics) -> Dict[str, float]:
@@ -274,7 +275,8 @@ def train(
   return TrainResult(model_dir=model_dir, last_step=step, first_metrics=first_metrics,
                      last_metrics=last_metrics, checkpoint_dir=ckpt_dir,
                      stopped_by_signal=stop.requested,
-                     skipped_steps=int(last_metrics.get("skipped_steps", 0)), history=history)
+                     skipped_steps=int(last_metrics.get("skipped_steps", 0)), history=history,
+                     chance=dict(getattr(model, "chance_accuracies", dict)()))
 
 
 def _data_state(batches_consumed: int, seed: int) -> Dict[str, Any]:
@@ -305,9 +307,10 @@ def summarize(result: TrainResult, window: Optional[int] = None) -> str:
                 if k == "loss" or k.endswith("/loss") or k.endswith("accuracy"))
   width = max((len(k) for k in keys), default=10)
   first_label, last_label = f"first {n} steps", f"last {n} steps"
-  lines.append(f"  {'metric (mean)':<{width}}  {first_label:>14}  {last_label:>14}")
+  lines.append(f"  {'metric (mean)':<{width}}  {first_label:>14}  {last_label:>14}  {'chance':>8}")
   for k in keys:
-    lines.append(f"  {k:<{width}}  {mean(head, k):>14.4f}  {mean(tail, k):>14.4f}")
+    chance = f"{result.chance[k]:>8.4f}" if k in result.chance else ""
+    lines.append(f"  {k:<{width}}  {mean(head, k):>14.4f}  {mean(tail, k):>14.4f}  {chance}")
   if result.skipped_steps:
     lines.append(f"  non-finite steps skipped: {result.skipped_steps}")
   lines.append(f"  checkpoint: {result.checkpoint_dir}")

@@ -10,6 +10,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
+from jax import ad_checkpoint
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,6 +19,9 @@ ACTIVATION_AXES = ("batch", "length", "embed")
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
+# Name of the depthwise conv's output for remat policies (`jax.ad_checkpoint.checkpoint_name`).
+DEPTHWISE_OUTPUT = "depthwise_conv"
+
 # remat policy name -> jax.checkpoint policy (None = save nothing: full recomputation).
 REMAT_POLICIES = {
     "full": None,
@@ -25,6 +29,12 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "everything_saveable": jax.checkpoint_policies.everything_saveable,
+    # Matmul outputs plus the depthwise conv's (31 shifted multiply-adds that XLA would otherwise
+    # re-run inside every fusion of the recomputed norm and swish): the fastest on CPU, see
+    # slam_jax/bench.py's README figures.
+    "dots_and_depthwise_saveable": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.dots_saveable,
+        jax.checkpoint_policies.save_only_these_names(DEPTHWISE_OUTPUT)),
 }
 REMAT_CHOICES = ("none",) + tuple(REMAT_POLICIES)
 
@@ -159,6 +169,60 @@ def neighbour_valid(segment_ids: jnp.ndarray, kernel_size: int) -> jnp.ndarray:
   return same & (segment_ids[None] > 0)
 
 
+def _shifted_taps(x: jnp.ndarray, valid: jnp.ndarray):
+  """Yields (k, tap k): x shifted by k - K//2 along time, zero where `valid[k]` is False."""
+  k_size = valid.shape[0]
+  half = k_size // 2
+  time = x.shape[1]
+  x_pad = jnp.pad(x, ((0, 0), (half, half), (0, 0)))
+  for k in range(k_size):
+    yield k, jnp.where(valid[k][..., None], x_pad[:, k:k + time, :], jnp.zeros((), x.dtype))
+
+
+def _shift_add(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+  """fp32 sum over taps k of tap_k(x) * kernel[k] (one fused loop: no per-tap arrays)."""
+  acc = jnp.zeros(x.shape, jnp.float32)
+  for k, tap in _shifted_taps(x, valid):
+    acc = acc + tap.astype(jnp.float32) * kernel[k].astype(jnp.float32)[None, None, :]
+  return acc
+
+
+def _sum_batch_time(y: jnp.ndarray) -> jnp.ndarray:
+  """sum over (batch, time) of fp32 [B, T, C] -> [C], as B-1 adds and one [T] x [T, C] dot.
+
+  Same value as `jnp.sum(y, axis=(0, 1))` up to summation order; XLA:CPU emits that column
+  reduction ~10x slower than an elementwise add chain plus a matrix-vector product.
+  """
+  rows = y[0]
+  for b in range(1, y.shape[0]):
+    rows = rows + y[b]
+  return jnp.dot(jnp.ones((y.shape[1],), y.dtype), rows)
+
+
+@jax.custom_vjp
+def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+  return _shift_add(x, kernel, valid)
+
+
+def _depthwise_fwd(x, kernel, valid):
+  return _shift_add(x, kernel, valid), (x, kernel, valid)
+
+
+def _depthwise_bwd(residuals, g):
+  """Hand-written VJP: autodiff of the shifted multiply-adds materialises every masked tap
+  and pads each tap's cotangent back (~10x the forward's time on XLA:CPU)."""
+  x, kernel, valid = residuals
+  # dx[s] = sum_k valid[k][s-k+h] g[s-k+h] w[k]; with j = K-1-k the mask is valid[j][s] (a
+  # neighbour relation is symmetric), so dx is the same conv of g with the kernel reversed.
+  dx = _shift_add(g, kernel[::-1], valid).astype(x.dtype)
+  dkernel = jnp.stack([_sum_batch_time(tap.astype(jnp.float32) * g)
+                       for _, tap in _shifted_taps(x, valid)])
+  return dx, dkernel.astype(kernel.dtype), None
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
 def depthwise_conv1d(x: jnp.ndarray, kernel: jnp.ndarray, segment_ids: jnp.ndarray,
                      bias: Optional[jnp.ndarray] = None) -> jnp.ndarray:
   """Centred depthwise 1-D convolution as K shifted multiply-adds, segment-aware.
@@ -166,7 +230,9 @@ def depthwise_conv1d(x: jnp.ndarray, kernel: jnp.ndarray, segment_ids: jnp.ndarr
   Same numerics as `lax.conv_general_dilated(..., padding='SAME', feature_group_count=C)` (a
   cross-correlation) when every position is in one segment, but neighbours in another segment or in
   padding are read as zero. Written without a grouped convolution because XLA:CPU's grouped conv is
-  pathologically slow (see DESIGN.md, "Measured pitfall").
+  pathologically slow (see DESIGN.md, "Measured pitfall"), and with a hand-written VJP (the
+  reversed-kernel conv for the input, per-tap products summed for the kernel) because autodiff of
+  the multiply-adds is itself ~10x slower than the forward on XLA:CPU.
 
   Args:
     x: [batch, time, channels].
@@ -177,19 +243,11 @@ def depthwise_conv1d(x: jnp.ndarray, kernel: jnp.ndarray, segment_ids: jnp.ndarr
   Returns:
     [batch, time, channels] in x's dtype (accumulated in fp32).
   """
-  k_size = kernel.shape[0]
-  half = k_size // 2
-  time = x.shape[1]
-  valid = neighbour_valid(segment_ids, k_size)
-  x_pad = jnp.pad(x, ((0, 0), (half, half), (0, 0)))
-  acc = jnp.zeros(x.shape, jnp.float32)
-  for k in range(k_size):
-    tap = x_pad[:, k:k + time, :]
-    tap = jnp.where(valid[k][..., None], tap, jnp.zeros((), x.dtype))
-    acc = acc + tap.astype(jnp.float32) * kernel[k].astype(jnp.float32)[None, None, :]
+  valid = neighbour_valid(segment_ids, kernel.shape[0])
+  acc = _depthwise(x, kernel, valid)
   if bias is not None:
     acc = acc + bias.astype(jnp.float32)[None, None, :]
-  return acc.astype(x.dtype)
+  return ad_checkpoint.checkpoint_name(acc.astype(x.dtype), DEPTHWISE_OUTPUT)
 
 
 def masked_group_norm(x: jnp.ndarray, mask: jnp.ndarray, num_groups: int,
