@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import gin
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from slam_jax import bench_flops
@@ -183,26 +184,53 @@ def xla_unrolled_flops(model_unrolled, tx, seed: int, shapes, dtypes) -> Optiona
   return flops_lib.compiled_flops(jax.jit(step).lower(state, batch))
 
 
-def _measure_peak(config: BenchConfig, dtype) -> float:
-  return flops_lib.measure_matmul_peak(dtype, size=config.peak_size or None,
-                                       repeats=config.peak_repeats)
+def measure_peak(dtype, size: Optional[int] = None, repeats: int = 5) -> Dict[str, float]:
+  """The matmul of `flops.measure_matmul_peak`, timed in wall and in process-CPU seconds.
+
+  Returns FLOP/s (wall, the MFU denominator) and FLOPs per CPU-second (the denominator of the
+  load-robust 'MFU by CPU time': on a shared machine both the matmul and the step get fewer cores
+  than exist, and CPU seconds count the work done on the cores actually obtained).
+  """
+  device = jax.devices()[0]
+  if not size:
+    size = 2048 if device.platform == "cpu" else 8192
+  rng = np.random.default_rng(0)
+  a = jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
+  b = jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
+  matmul = jax.jit(lambda x, y: x @ y)
+  matmul(a, b).block_until_ready()
+  walls, cpus = [], []
+  for _ in range(repeats):
+    wall, cpu = time.perf_counter(), time.process_time()
+    matmul(a, b).block_until_ready()
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu)
+  flops = 2.0 * size ** 3
+  return {"flops_per_s": flops / float(np.median(walls)),
+          "flops_per_cpu_s": flops / max(float(np.median(cpus)), 1e-9), "size": size}
+
+
+def _measure_peak(config: BenchConfig, dtype) -> Dict[str, float]:
+  return measure_peak(dtype, size=config.peak_size or None, repeats=config.peak_repeats)
 
 
 def _summary(walls: Sequence[float], cpus: Sequence[float], counts: Dict[str, float],
-             flops: float, peak: float) -> Dict[str, Any]:
+             flops: float, peak: float, peak_per_cpu_s: float) -> Dict[str, Any]:
   median = float(np.median(walls))
+  cpu = float(np.median(cpus)) if cpus else None
   return {
       "step_times_s": [round(t, 4) for t in walls],
       "median_step_s": median,
       "min_step_s": float(np.min(walls)),
-      "cpu_seconds_per_step": float(np.median(cpus)),
-      "cores_busy": float(np.median(cpus) / median),
+      "cpu_seconds_per_step": cpu,
+      "cores_busy": cpu / median if cpu else None,
       "examples_per_s": counts["examples"] / median,
       "audio_seconds_per_s": counts["audio_seconds"] / median,
       "text_tokens_per_s": counts["text_tokens"] / median,
       "model_tflops_per_s": flops / median / 1e12,
       "mfu": flops / median / peak,
       "mfu_best_step": flops / float(np.min(walls)) / peak,
+      "mfu_cpu_time": flops / cpu / peak_per_cpu_s if cpu else None,
   }
 
 
@@ -286,6 +314,7 @@ def run_timed(config: BenchConfig, peer: bool = False) -> Dict[str, Any]:
 
   peer_result, peer_available = None, False
   peer_walls: List[float] = []
+  peer_cpus: List[float] = []
   if peer:
     from slam_jax import bench_peer  # pylint: disable=g-import-not-at-top
     peer_available, why = bench_peer.available()
@@ -305,17 +334,21 @@ def run_timed(config: BenchConfig, peer: bool = False) -> Dict[str, Any]:
       result = _run_peer(config, model, optimizer,
                          config.warmup_steps if round_index == 0 else 1, config.timed_steps)
       peer_walls += result["step_times_s"]
+      peer_cpus += result["cpu_times_s"]
       peer_result = result
   peak_after = _measure_peak(config, dtype)
-  peak = max(peak_before, peak_after)
+  peak = max(peak_before["flops_per_s"], peak_after["flops_per_s"])
+  peak_cpu = max(peak_before["flops_per_cpu_s"], peak_after["flops_per_cpu_s"])
   report["peak_flops"] = {"measured_before": peak_before, "measured_after": peak_after,
-                          "used": peak, "dtype": str(np.dtype(dtype)),
-                          "matmul_size": config.peak_size or "default"}
-  report["ours"] = _summary(walls, cpus, counts, analytic, peak)
+                          "used": peak, "used_per_cpu_s": peak_cpu,
+                          "dtype": str(np.dtype(dtype)), "matmul_size": peak_before["size"]}
+  report["ours"] = _summary(walls, cpus, counts, analytic, peak, peak_cpu)
   report["memory"]["peak_rss_bytes"] = rss
   if peer_result is not None:
     peer_result = dict(peer_result, step_times_s=[round(t, 4) for t in peer_walls],
-                       median_step_s=float(np.median(peer_walls)))
+                       median_step_s=float(np.median(peer_walls)),
+                       cpu_seconds_per_step=float(np.median(peer_cpus)))
+    peer_result["cores_busy"] = peer_result["cpu_seconds_per_step"] / peer_result["median_step_s"]
     peer_result["examples_per_s"] = counts["examples"] / peer_result["median_step_s"]
     peer_result["audio_seconds_per_s"] = counts["audio_seconds"] / peer_result["median_step_s"]
     peer_result["step_time_ratio_peer_over_ours"] = (peer_result["median_step_s"] /
@@ -323,6 +356,8 @@ def run_timed(config: BenchConfig, peer: bool = False) -> Dict[str, Any]:
     if config.mode == "encoder":
       peer_result["model_tflops_per_s_same_flops"] = analytic / peer_result["median_step_s"] / 1e12
       peer_result["mfu_same_flops"] = analytic / peer_result["median_step_s"] / peak
+      peer_result["mfu_cpu_time_same_flops"] = (analytic / peer_result["cpu_seconds_per_step"] /
+                                                peak_cpu)
     report["peer"] = peer_result
   if config.pipeline_check:
     report["pipeline"] = pipeline_check(config.pipeline_seconds, report["ours"])
@@ -380,8 +415,12 @@ def format_table(report: Dict[str, Any]) -> str:
       ("MFU (median step)", _fmt(100 * ours["mfu"], " %"),
        _fmt(100 * peer["mfu_same_flops"], " %") if peer and "mfu_same_flops" in peer else "-"),
       ("MFU (best step)", _fmt(100 * ours["mfu_best_step"], " %"), "-"),
+      ("MFU by CPU time (load-robust)", _fmt(100 * ours["mfu_cpu_time"], " %"),
+       _fmt(100 * peer["mfu_cpu_time_same_flops"], " %")
+       if peer and "mfu_cpu_time_same_flops" in peer else "-"),
       ("CPU s / step (cores busy)",
-       f"{ours['cpu_seconds_per_step']:.3g} ({ours['cores_busy']:.2f})", "-"),
+       f"{ours['cpu_seconds_per_step']:.3g} ({ours['cores_busy']:.2f})",
+       f"{peer['cpu_seconds_per_step']:.3g} ({peer['cores_busy']:.2f})" if peer else "-"),
       ("compile time", _fmt(report["compile_seconds"], " s"), "-"),
       ("XLA memory (args+out+temp)",
        _fmt((report["memory"]["xla"] or {}).get("total_bytes"), " GiB", 2 ** 30), "-"),

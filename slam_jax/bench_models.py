@@ -83,7 +83,9 @@ def pretrain_batch(seed: int, batch_size: int, frames: int, text_length: int, vo
   """
   rng = np.random.default_rng(seed)
   if rows == "mixed":
-    return synthetic.synthetic_batch(rng, batch_size, frames, text_length, vocab_size)
+    batch = synthetic.synthetic_batch(rng, batch_size, frames, text_length, vocab_size)
+    # The generated features are float64 (float32 x int mask in numpy); the model takes float32.
+    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in batch.items()}
   if rows != "speech":
     raise ValueError(f"BenchConfig.rows={rows!r}: use 'mixed' or 'speech'")
   return {

@@ -64,15 +64,17 @@ def _adamw(torch, params, optimizer):
                            eps=optimizer.eps, weight_decay=optimizer.weight_decay)
 
 
-def _time_steps(step, warmup: int, steps: int) -> List[float]:
+def _time_steps(step, warmup: int, steps: int) -> Tuple[List[float], List[float]]:
+  """Wall and process-CPU seconds of `steps` calls after `warmup` untimed ones."""
   for _ in range(warmup):
     step()
-  times = []
+  walls, cpus = [], []
   for _ in range(steps):
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     step()
-    times.append(time.perf_counter() - start)
-  return times
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu)
+  return walls, cpus
 
 
 def encoder_step_times(dims, num_layers: int, batch: int, frames: int, optimizer, *,
@@ -97,8 +99,8 @@ def encoder_step_times(dims, num_layers: int, batch: int, frames: int, optimizer
       torch.nn.utils.clip_grad_norm_(params, optimizer.clip_norm)
     opt.step()
 
-  times = _time_steps(step, warmup, steps)
-  return {"step_times_s": times, "median_step_s": float(np.median(times)),
+  times, cpus = _time_steps(step, warmup, steps)
+  return {"step_times_s": times, "cpu_times_s": cpus, "median_step_s": float(np.median(times)),
           "num_params": int(sum(p.numel() for p in encoder.parameters())),
           "attn_implementation": getattr(config, "_attn_implementation", None),
           "torch_threads": torch.get_num_threads(),
@@ -144,8 +146,8 @@ def pretrain_step_times(dims, num_layers: int, batch: int, seconds: float, optim
       torch.nn.utils.clip_grad_norm_(params, optimizer.clip_norm)
     opt.step()
 
-  times = _time_steps(step, warmup, steps)
-  return {"step_times_s": times, "median_step_s": float(np.median(times)),
+  times, cpus = _time_steps(step, warmup, steps)
+  return {"step_times_s": times, "cpu_times_s": cpus, "median_step_s": float(np.median(times)),
           "num_params": int(sum(p.numel() for p in model.parameters())),
           "encoder_frames": frames, "audio_seconds_per_step": batch * samples / SAMPLE_RATE,
           "attn_implementation": getattr(config, "_attn_implementation", None),
