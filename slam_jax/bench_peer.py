@@ -1,4 +1,4 @@
-"""The PyTorch peer of `python -m slam_jax.bench --peer`: Hugging Face transformers' Wav2Vec2-Conformer.
+"""The PyTorch peer of `python -m slam_jax.bench --peer`: HF transformers' Wav2Vec2-Conformer.
 
 Two steps, each forward + backward + clip-by-global-norm + `torch.optim.AdamW` (the same update our
 step does), fp32, on every CPU core (`torch.set_num_threads`), after warm-up:
@@ -34,6 +34,11 @@ def available() -> Tuple[bool, str]:
     return False, (f"PyTorch peer skipped: {e}. Install the optional extra "
                    "(`pip install -e .[bench]`: torch, transformers) to compare against it.")
   return True, f"torch {torch.__version__}, transformers {transformers.__version__}"
+
+
+def _hf_module():
+  from transformers.models.wav2vec2_conformer import modeling_wav2vec2_conformer  # pylint: disable=g-import-not-at-top
+  return modeling_wav2vec2_conformer
 
 
 def _setup_torch(threads: Optional[int], seed: int):
@@ -83,7 +88,7 @@ def encoder_step_times(dims, num_layers: int, batch: int, frames: int, optimizer
                        attn_implementation: str = "sdpa") -> Dict:
   """Step times of the HF Conformer encoder stack (see module docstring)."""
   torch = _setup_torch(threads, seed)
-  from transformers.models.wav2vec2_conformer import modeling_wav2vec2_conformer as hf  # pylint: disable=g-import-not-at-top
+  hf = _hf_module()
   config = _conformer_config(dims, num_layers, dropout, frames, attn_implementation)
   encoder = hf.Wav2Vec2ConformerEncoder(config).train()
   params = [p for p in encoder.parameters() if p.requires_grad]
@@ -112,15 +117,15 @@ def pretrain_step_times(dims, num_layers: int, batch: int, seconds: float, optim
                         mask_prob: float, mask_length: int, num_negatives: int,
                         warmup: int, steps: int, dropout: float = 0.0,
                         threads: Optional[int] = None, seed: int = 0,
-                        attn_implementation: str = "sdpa", codebook_groups: int = 2, codebook_entries: int = 320,
-                        code_dim: int = 256) -> Dict:
+                        attn_implementation: str = "sdpa", codebook_groups: int = 2,
+                        codebook_entries: int = 320, code_dim: int = 256) -> Dict:
   """Step times of HF `Wav2Vec2ConformerForPreTraining` on `batch` x `seconds` of raw audio."""
   torch = _setup_torch(threads, seed)
-  from transformers.models.wav2vec2_conformer import modeling_wav2vec2_conformer as hf  # pylint: disable=g-import-not-at-top
+  hf = _hf_module()
   samples = int(round(seconds * SAMPLE_RATE))
   config = _conformer_config(
-      dims, num_layers, dropout, samples // 320 + 1, attn_implementation, mask_time_prob=mask_prob,
-      mask_time_length=mask_length, num_negatives=num_negatives,
+      dims, num_layers, dropout, samples // 320 + 1, attn_implementation,
+      mask_time_prob=mask_prob, mask_time_length=mask_length, num_negatives=num_negatives,
       num_codevector_groups=codebook_groups, num_codevectors_per_group=codebook_entries,
       codevector_dim=code_dim, proj_codevector_dim=code_dim)
   model = hf.Wav2Vec2ConformerForPreTraining(config).train()
@@ -130,8 +135,8 @@ def pretrain_step_times(dims, num_layers: int, batch: int, seconds: float, optim
   waveform = torch.tensor(rng.standard_normal((batch, samples)).astype(np.float32) * 0.1)
   frames = int(model._get_feat_extract_output_lengths(samples))  # pylint: disable=protected-access
   mask_length = max(1, min(mask_length, frames // 2))  # HF requires span < frames (tiny configs)
-  mask = hf._compute_mask_indices((batch, frames), mask_prob=mask_prob,  # pylint: disable=protected-access
-                                  mask_length=mask_length, min_masks=2)
+  mask = hf._compute_mask_indices(  # pylint: disable=protected-access
+      (batch, frames), mask_prob=mask_prob, mask_length=mask_length, min_masks=2)
   from transformers.models.wav2vec2 import modeling_wav2vec2  # pylint: disable=g-import-not-at-top
   negatives = modeling_wav2vec2._sample_negative_indices(  # pylint: disable=protected-access
       (batch, frames), num_negatives, mask_time_indices=mask)

@@ -36,7 +36,7 @@ def synthetic_batch(rng: np.random.Generator, batch_size: int, speech_frames: in
   rows = np.nonzero(text_len > 0)[0]
   tokens[rows, last[rows]] = 1
   return {
-      types.SPEECH_FEATURES: features * speech_mask[..., None],
+      types.SPEECH_FEATURES: (features * speech_mask[..., None]).astype(np.float32),
       types.SPEECH_MASK: speech_mask,
       types.TEXT_TOKENS: tokens,
       types.TEXT_SEGMENT_IDS: text_valid.astype(np.int32),
