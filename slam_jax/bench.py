@@ -500,16 +500,8 @@ def parse_args(argv: Sequence[str]):
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   """Parses the benchmark's gin files (they import what they configure; no TensorFlow/seqio)."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  gin.add_config_file_search_path(root)
-  gin.add_config_file_search_path(os.getcwd())
-  # What the included model/objective gins bind (slam_jax.train.train.model among them).
-  from slam_jax import train  # pylint: disable=g-import-not-at-top,unused-import
-  try:
-    gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
-  except (ValueError, KeyError, TypeError, IOError) as e:
-    raise ValueError(f"Bad gin configuration ({', '.join(gin_files)} + {list(bindings)}): "
-                     f"{e}") from e
+  from slam_jax import train  # pylint: disable=g-import-not-at-top
+  train.parse_gin(gin_files, bindings, import_tasks=False)
 
 
 def main(argv: Sequence[str]) -> Dict[str, Any]:

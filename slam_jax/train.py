@@ -342,9 +342,17 @@ def parse_flags(argv: Sequence[str]):
   return gin_files, bindings, resume
 
 
-def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
-  """Parses gin files and overrides; unknown or malformed bindings fail here, before compiling."""
-  import slam_jax.configurables  # pylint: disable=g-import-not-at-top,unused-import
+def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], import_tasks: bool = True) -> None:
+  """Parses gin files and overrides; unknown or malformed bindings fail here, before compiling.
+
+  Args:
+    gin_files: files, relative to the repo root or the working directory.
+    bindings: `KEY = VALUE` overrides.
+    import_tasks: import every configurable module incl. the seqio tasks (TensorFlow); False
+      imports only the model side (benchmarks on generated data).
+  """
+  if import_tasks:
+    import slam_jax.configurables  # pylint: disable=g-import-not-at-top,unused-import
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   gin.add_config_file_search_path(root)
   gin.add_config_file_search_path(os.getcwd())
