@@ -32,13 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from slam_jax import bench_flops
 from slam_jax import bench_models
 from slam_jax import flops as flops_lib
 from slam_jax import partitioning as partitioning_lib
+from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
 
 MODES = ("encoder", "pretrain", "memory")
@@ -185,29 +185,8 @@ def xla_unrolled_flops(model_unrolled, tx, seed: int, shapes, dtypes) -> Optiona
 
 
 def measure_peak(dtype, size: Optional[int] = None, repeats: int = 5) -> Dict[str, float]:
-  """The matmul of `flops.measure_matmul_peak`, timed in wall and in process-CPU seconds.
-
-  Returns FLOP/s (wall, the MFU denominator) and FLOPs per CPU-second (the denominator of the
-  load-robust 'MFU by CPU time': on a shared machine both the matmul and the step get fewer cores
-  than exist, and CPU seconds count the work done on the cores actually obtained).
-  """
-  device = jax.devices()[0]
-  if not size:
-    size = 2048 if device.platform == "cpu" else 8192
-  rng = np.random.default_rng(0)
-  a = jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
-  b = jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
-  matmul = jax.jit(lambda x, y: x @ y)
-  matmul(a, b).block_until_ready()
-  walls, cpus = [], []
-  for _ in range(repeats):
-    wall, cpu = time.perf_counter(), time.process_time()
-    matmul(a, b).block_until_ready()
-    walls.append(time.perf_counter() - wall)
-    cpus.append(time.process_time() - cpu)
-  flops = 2.0 * size ** 3
-  return {"flops_per_s": flops / float(np.median(walls)),
-          "flops_per_cpu_s": flops / max(float(np.median(cpus)), 1e-9), "size": size}
+  """`flops.measure_matmul_peak_detail` on the default device (wall and CPU-time peaks)."""
+  return flops_lib.measure_matmul_peak_detail(dtype, size=size, repeats=repeats)
 
 
 def _measure_peak(config: BenchConfig, dtype) -> Dict[str, float]:
@@ -479,13 +458,8 @@ def parse_args(argv: Sequence[str]):
       json_path = arg.split("=", 1)[1]
     elif arg.startswith("--mode="):
       mode = arg.split("=", 1)[1]
-    elif arg.startswith("--gin_file="):
-      gin_files.append(arg.split("=", 1)[1])
-    elif arg.startswith("--gin."):
-      key, _, value = arg[len("--gin."):].partition("=")
-      if not value:
-        raise ValueError(f"Flag {arg!r} has no value: write --gin.{key}=VALUE.")
-      bindings.append(f"{key} = {value}")
+    elif train_lib.parse_gin_flag(arg, gin_files, bindings):
+      pass
     elif arg in ("-h", "--help"):
       print(__doc__)
       sys.exit(0)
@@ -500,8 +474,7 @@ def parse_args(argv: Sequence[str]):
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   """Parses the benchmark's gin files (they import what they configure; no TensorFlow/seqio)."""
-  from slam_jax import train  # pylint: disable=g-import-not-at-top
-  train.parse_gin(gin_files, bindings, import_tasks=False)
+  train_lib.parse_gin(gin_files, bindings, import_tasks=False)
 
 
 def main(argv: Sequence[str]) -> Dict[str, Any]:

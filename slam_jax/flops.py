@@ -42,23 +42,34 @@ def compiled_memory_bytes(compiled: Any) -> Optional[dict]:
   return out
 
 
-def measure_matmul_peak(dtype=jnp.float32, size: Optional[int] = None, repeats: int = 5,
-                        device: Optional[Any] = None) -> float:
-  """FLOP/s of a square matmul on one device: the practical peak MFU is measured against.
+def measure_matmul_peak_detail(dtype=jnp.float32, size: Optional[int] = None, repeats: int = 5,
+                               device: Optional[Any] = None) -> dict:
+  """Times a square matmul on one device in wall and in process-CPU seconds.
 
-  The default size is 2048 on CPU (about a second on 2 cores) and 8192 on accelerators.
+  Returns {"flops_per_s": wall FLOP/s (the MFU denominator), "flops_per_cpu_s": FLOPs per CPU
+  second (load-robust: counts the work done on the cores actually obtained), "size"}. The default
+  size is 2048 on CPU (about a second on 2 cores) and 8192 on accelerators.
   """
   device = device or jax.devices()[0]
-  if size is None:
+  if not size:
     size = 2048 if device.platform == "cpu" else 8192
   rng = np.random.default_rng(0)
   a = jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
   b = jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
   matmul = jax.jit(lambda x, y: x @ y)
   matmul(a, b).block_until_ready()
-  times = []
+  walls, cpus = [], []
   for _ in range(repeats):
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     matmul(a, b).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2.0 * size ** 3 / float(np.median(times))
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu)
+  flops = 2.0 * size ** 3
+  return {"flops_per_s": flops / float(np.median(walls)),
+          "flops_per_cpu_s": flops / max(float(np.median(cpus)), 1e-9), "size": size}
+
+
+def measure_matmul_peak(dtype=jnp.float32, size: Optional[int] = None, repeats: int = 5,
+                        device: Optional[Any] = None) -> float:
+  """Wall-clock FLOP/s of a square matmul on one device: the peak MFU is measured against."""
+  return measure_matmul_peak_detail(dtype, size, repeats, device)["flops_per_s"]

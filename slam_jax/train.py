@@ -317,18 +317,27 @@ def summarize(result: TrainResult, window: Optional[int] = None) -> str:
   return "\n".join(lines)
 
 
+def parse_gin_flag(arg: str, gin_files: List[str], bindings: List[str]) -> bool:
+  """Appends `--gin_file=F` to `gin_files` or `--gin.KEY=VALUE` to `bindings`; False otherwise."""
+  if arg.startswith("--gin_file="):
+    gin_files.append(arg.split("=", 1)[1])
+    return True
+  if arg.startswith("--gin."):
+    key, _, value = arg[len("--gin."):].partition("=")
+    if not value:
+      raise ValueError(f"Flag {arg!r} has no value: write --gin.{key}=VALUE.")
+    bindings.append(f"{key} = {value}")
+    return True
+  return False
+
+
 def parse_flags(argv: Sequence[str]):
   """Splits argv into gin files, gin bindings (`--gin.KEY=VALUE`) and `--resume`."""
   gin_files, bindings, resume = [], [], False
   for arg in argv:
-    if arg.startswith("--gin_file="):
-      gin_files.append(arg.split("=", 1)[1])
-    elif arg.startswith("--gin."):
-      key, _, value = arg[len("--gin."):].partition("=")
-      if not value:
-        raise ValueError(f"Flag {arg!r} has no value: write --gin.{key}=VALUE.")
-      bindings.append(f"{key} = {value}")
-    elif arg.startswith("--gin_bindings="):
+    if parse_gin_flag(arg, gin_files, bindings):
+      continue
+    if arg.startswith("--gin_bindings="):
       bindings.append(arg.split("=", 1)[1])
     elif arg == "--resume":
       resume = True
