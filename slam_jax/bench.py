@@ -37,6 +37,7 @@ import numpy as np
 from slam_jax import bench_flops
 from slam_jax import bench_models
 from slam_jax import flops as flops_lib
+from slam_jax import host_memory
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
@@ -281,6 +282,7 @@ def run_timed(config: BenchConfig, peer: bool = False) -> Dict[str, Any]:
           model.config if config.mode == "encoder" else model.encoder_config),
       "device": str(jax.devices()[0]), "platform": jax.default_backend(),
       "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
+      "host_malloc_tuned": host_memory.tuned(),
       "num_params": ours.num_params, "compile_seconds": ours.compile_seconds,
       "batch": counts, "flops": {"analytic_per_step": analytic, "analytic_breakdown": breakdown},
       "memory": {"xla": flops_lib.compiled_memory_bytes(ours.compiled)},
@@ -478,6 +480,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str]) -> Dict[str, Any]:
+  host_memory.tune()  # before JAX starts its threads; see slam_jax/host_memory.py
   peer, json_path, mode, gin_files, bindings = parse_args(argv)
   if mode:
     bindings.append(f"slam_jax.bench.BenchConfig.mode = {mode!r}")

@@ -22,6 +22,7 @@ import numpy as np
 
 from slam_jax import checkpoints as checkpoints_lib
 from slam_jax import flops as flops_lib
+from slam_jax import host_memory
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax import types
@@ -372,6 +373,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], import_tasks: b
 
 
 def main(argv: Sequence[str]) -> TrainResult:
+  host_memory.tune()  # before JAX starts its threads
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   jax.config.update("jax_threefry_partitionable", True)
   gin_files, bindings, resume = parse_flags(argv)
