@@ -178,13 +178,24 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
 
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    # A conditional, not a select per leaf: the update runs (in place, on donated buffers) only on
+    # finite steps, and a skipped step costs nothing, instead of ~3 extra passes over the state.
+    def update(params_and_opt):
+      params, opt_state = params_and_opt
+      updates, new_opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), new_opt_state, optax.global_norm(updates)
+
+    def skip(params_and_opt):
+      params, opt_state = params_and_opt
+      return params, opt_state, jnp.zeros((), jnp.float32)
+
+    new_params, new_opt_state, update_norm = jax.lax.cond(
+        finite, update, skip, (state.params, state.opt_state))
     new_state = TrainState(
         step=state.step + 1,
-        params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
+        params=new_params,
+        opt_state=new_opt_state,
         bad_steps=jnp.where(finite, 0, state.bad_steps + 1).astype(jnp.int32),
         skipped_steps=(state.skipped_steps + jnp.where(finite, 0, 1)).astype(jnp.int32),
     )
@@ -193,7 +204,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
         loss=loss,
         grad_norm=grad_norm,
         param_norm=optax.global_norm(state.params),
-        update_norm=optax.global_norm(updates),
+        update_norm=update_norm,
         nonfinite=jnp.logical_not(finite).astype(jnp.int32),
         bad_steps=new_state.bad_steps,
         skipped_steps=new_state.skipped_steps,

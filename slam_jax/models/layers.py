@@ -199,13 +199,31 @@ def _sum_batch_time(y: jnp.ndarray) -> jnp.ndarray:
   return jnp.dot(jnp.ones((y.shape[1],), y.dtype), rows)
 
 
+def _by_row(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, other: jnp.ndarray,
+            valid: jnp.ndarray) -> jnp.ndarray:
+  """fn(x[b], other[b] or other, valid[:, b]) for each batch row b, stacked, as a loop.
+
+  The loop is for XLA:CPU's fusion: each tap reads its input at K offsets, and an input that is
+  an elementwise expression (GLU's sigmoid forward, a norm's backward) would be fused into the
+  tap loop and recomputed K times per element (a masked group norm after the conv made a layer's
+  backward ~15x slower). A loop's operands are materialised once.
+  """
+  per_row_other = other.ndim == x.ndim
+
+  def row(b):
+    o = other[b][None] if per_row_other else other
+    return fn(x[b][None], o, valid[:, b][:, None])[0]
+
+  return jax.lax.map(row, jnp.arange(x.shape[0]))
+
+
 @jax.custom_vjp
 def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
-  return _shift_add(x, kernel, valid)
+  return _by_row(lambda xr, k, v: _shift_add(xr, k, v), x, kernel, valid)
 
 
 def _depthwise_fwd(x, kernel, valid):
-  return _shift_add(x, kernel, valid), (x, kernel, valid)
+  return _depthwise(x, kernel, valid), (x, kernel, valid)
 
 
 def _depthwise_bwd(residuals, g):
@@ -214,9 +232,12 @@ def _depthwise_bwd(residuals, g):
   x, kernel, valid = residuals
   # dx[s] = sum_k valid[k][s-k+h] g[s-k+h] w[k]; with j = K-1-k the mask is valid[j][s] (a
   # neighbour relation is symmetric), so dx is the same conv of g with the kernel reversed.
-  dx = _shift_add(g, kernel[::-1], valid).astype(x.dtype)
-  dkernel = jnp.stack([_sum_batch_time(tap.astype(jnp.float32) * g)
-                       for _, tap in _shifted_taps(x, valid)])
+  dx = _by_row(lambda gr, k, v: _shift_add(gr, k, v), g, kernel[::-1], valid).astype(x.dtype)
+  per_row = _by_row(
+      lambda xr, gr, v: jnp.stack([_sum_batch_time(tap.astype(jnp.float32) * gr)
+                                   for _, tap in _shifted_taps(xr, v)])[None],
+      x, g, valid)
+  dkernel = jnp.sum(per_row, axis=0)
   return dx, dkernel.astype(kernel.dtype), None
 
 
