@@ -187,39 +187,60 @@ def _shift_add(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.n
   return acc
 
 
-def _sum_batch_time(y: jnp.ndarray) -> jnp.ndarray:
-  """sum over (batch, time) of fp32 [B, T, C] -> [C], as B-1 adds and one [T] x [T, C] dot.
+# Batch chunks of the CPU tap loops (see `_in_chunks`).
+_CHUNKS = 2
 
-  Same value as `jnp.sum(y, axis=(0, 1))` up to summation order; XLA:CPU emits that column
-  reduction ~10x slower than an elementwise add chain plus a matrix-vector product.
+
+def _loop_taps() -> bool:
+  """Whether to run the taps in loops: only XLA:CPU needs it (see `_in_chunks`), and on sharded
+  accelerator meshes a loop over batch chunks would reshape the sharded batch axis."""
+  return jax.default_backend() == "cpu"
+
+
+def _in_chunks(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, kernel: jnp.ndarray,
+               valid: jnp.ndarray) -> jnp.ndarray:
+  """fn(x_chunk, kernel, valid_chunk) over `_CHUNKS` slices of the batch as a loop, on XLA:CPU.
+
+  The loop is for XLA:CPU's fusion: a tap loop reads its input at K offsets, and an input that is
+  an elementwise expression (GLU's sigmoid forward, a norm's backward) would otherwise be fused
+  into it and recomputed K times per element (with a masked group norm after the conv, a layer's
+  backward took ~15x longer). A loop's operands are materialised once.
   """
-  rows = y[0]
-  for b in range(1, y.shape[0]):
-    rows = rows + y[b]
-  return jnp.dot(jnp.ones((y.shape[1],), y.dtype), rows)
+  b = x.shape[0]
+  if not _loop_taps() or b == 1:
+    return fn(x, kernel, valid)
+  chunks = _CHUNKS if b % _CHUNKS == 0 else b
+  xs = x.reshape((chunks, b // chunks) + x.shape[1:])
+  vs = jnp.moveaxis(valid.reshape((valid.shape[0], chunks, b // chunks) + valid.shape[2:]), 1, 0)
+  out = jax.lax.map(lambda args: fn(args[0], kernel, args[1]), (xs, vs))
+  return out.reshape(x.shape)
 
 
-def _by_row(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, other: jnp.ndarray,
-            valid: jnp.ndarray) -> jnp.ndarray:
-  """fn(x[b], other[b] or other, valid[:, b]) for each batch row b, stacked, as a loop.
+def _tap_products(x: jnp.ndarray, g: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+  """fp32 [K, C]: sum over (batch, time) of tap_k(x) * g.
 
-  The loop is for XLA:CPU's fusion: each tap reads its input at K offsets, and an input that is
-  an elementwise expression (GLU's sigmoid forward, a norm's backward) would be fused into the
-  tap loop and recomputed K times per element (a masked group norm after the conv made a layer's
-  backward ~15x slower). A loop's operands are materialised once.
+  On XLA:CPU one tap per loop iteration: the loop keeps g's producer from being fused into, and
+  recomputed by, each of the K reductions.
   """
-  per_row_other = other.ndim == x.ndim
+  half = valid.shape[0] // 2
+  time = x.shape[1]
+  x_pad = jnp.pad(x, ((0, 0), (half, half), (0, 0)))
+  gf = g.astype(jnp.float32)
 
-  def row(b):
-    o = other[b][None] if per_row_other else other
-    return fn(x[b][None], o, valid[:, b][:, None])[0]
+  def tap(k):
+    shifted = jax.lax.dynamic_slice_in_dim(x_pad, k, time, axis=1)
+    keep = jax.lax.dynamic_index_in_dim(valid, k, axis=0, keepdims=False)
+    tap_k = jnp.where(keep[..., None], shifted, jnp.zeros((), x.dtype)).astype(jnp.float32)
+    return jnp.sum(tap_k * gf, axis=(0, 1))
 
-  return jax.lax.map(row, jnp.arange(x.shape[0]))
+  if _loop_taps():
+    return jax.lax.map(tap, jnp.arange(valid.shape[0]))
+  return jnp.stack([tap(k) for k in range(valid.shape[0])])
 
 
 @jax.custom_vjp
 def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
-  return _by_row(lambda xr, k, v: _shift_add(xr, k, v), x, kernel, valid)
+  return _in_chunks(_shift_add, x, kernel, valid)
 
 
 def _depthwise_fwd(x, kernel, valid):
@@ -228,16 +249,13 @@ def _depthwise_fwd(x, kernel, valid):
 
 def _depthwise_bwd(residuals, g):
   """Hand-written VJP: autodiff of the shifted multiply-adds materialises every masked tap
-  and pads each tap's cotangent back (~10x the forward's time on XLA:CPU)."""
+  and pads each tap's cotangent back (~10x the forward's time on XLA:CPU). The input's gradient
+  is a tap loop over the cotangent; the kernel's is one (batch, time) reduction per tap."""
   x, kernel, valid = residuals
   # dx[s] = sum_k valid[k][s-k+h] g[s-k+h] w[k]; with j = K-1-k the mask is valid[j][s] (a
   # neighbour relation is symmetric), so dx is the same conv of g with the kernel reversed.
-  dx = _by_row(lambda gr, k, v: _shift_add(gr, k, v), g, kernel[::-1], valid).astype(x.dtype)
-  per_row = _by_row(
-      lambda xr, gr, v: jnp.stack([_sum_batch_time(tap.astype(jnp.float32) * gr)
-                                   for _, tap in _shifted_taps(xr, v)])[None],
-      x, g, valid)
-  dkernel = jnp.sum(per_row, axis=0)
+  dx = _in_chunks(_shift_add, g, kernel[::-1], valid).astype(x.dtype)
+  dkernel = _tap_products(x, g, valid)
   return dx, dkernel.astype(kernel.dtype), None
 
 

@@ -32,11 +32,13 @@ def test_depthwise_conv_matches_grouped_conv(k_size):
                              atol=1e-5)
 
 
+@pytest.mark.parametrize("loop_taps", [True, False])
 @pytest.mark.parametrize("k_size", [1, 5])
-def test_depthwise_conv_gradients_match_grouped_conv(k_size):
-  """The hand-written VJP (row loop, reversed-kernel conv, per-tap products) vs autodiff of XLA's
-  grouped conv, with a norm-like expression on both sides of the conv (what made XLA:CPU fuse and
-  recompute producers per tap)."""
+def test_depthwise_conv_gradients_match_grouped_conv(k_size, loop_taps, monkeypatch):
+  """The hand-written VJP (reversed-kernel conv, per-tap products), with the CPU loops and with
+  the accelerator's unrolled taps, vs autodiff of XLA's grouped conv, with a norm-like expression
+  on both sides of the conv (what made XLA:CPU fuse and recompute producers per tap)."""
+  monkeypatch.setattr(layers_lib, "_loop_taps", lambda: loop_taps)
   rng = np.random.RandomState(10 + k_size)
   x = jnp.asarray(rng.randn(3, 11, 6), jnp.float32)
   kernel = jnp.asarray(rng.randn(k_size, 6), jnp.float32)
