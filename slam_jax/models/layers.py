@@ -192,9 +192,10 @@ _CHUNKS = 2
 
 
 def _loop_taps() -> bool:
-  """Whether to run the taps in loops: only XLA:CPU needs it (see `_in_chunks`), and on sharded
-  accelerator meshes a loop over batch chunks would reshape the sharded batch axis."""
-  return jax.default_backend() == "cpu"
+  """Whether to run the taps in loops: only XLA:CPU needs it (see `_in_chunks`), and only on one
+  device, since on a mesh a loop over batch chunks would reshape the sharded batch axis (which is
+  also why the simulated meshes of `slam_jax.bench_memory` compile the unrolled taps)."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
 def _in_chunks(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, kernel: jnp.ndarray,
