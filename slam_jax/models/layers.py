@@ -169,14 +169,26 @@ def neighbour_valid(segment_ids: jnp.ndarray, kernel_size: int) -> jnp.ndarray:
   return same & (segment_ids[None] > 0)
 
 
+def _pad_time(x: jnp.ndarray, kernel_size: int) -> jnp.ndarray:
+  """x [B, T, C] zero-padded by K//2 frames on both sides of time."""
+  half = kernel_size // 2
+  return jnp.pad(x, ((0, 0), (half, half), (0, 0)))
+
+
+def _tap(x_pad: jnp.ndarray, valid: jnp.ndarray, k) -> jnp.ndarray:
+  """Tap k (a Python int, or traced inside a loop): x shifted by k - K//2 along time, zero where
+  `valid[k]` is False. `x_pad` is `_pad_time(x, K)`."""
+  time = valid.shape[-1]
+  shifted = jax.lax.dynamic_slice_in_dim(x_pad, k, time, axis=1)
+  keep = jax.lax.dynamic_index_in_dim(valid, k, axis=0, keepdims=False)
+  return jnp.where(keep[..., None], shifted, jnp.zeros((), x_pad.dtype))
+
+
 def _shifted_taps(x: jnp.ndarray, valid: jnp.ndarray):
-  """Yields (k, tap k): x shifted by k - K//2 along time, zero where `valid[k]` is False."""
-  k_size = valid.shape[0]
-  half = k_size // 2
-  time = x.shape[1]
-  x_pad = jnp.pad(x, ((0, 0), (half, half), (0, 0)))
-  for k in range(k_size):
-    yield k, jnp.where(valid[k][..., None], x_pad[:, k:k + time, :], jnp.zeros((), x.dtype))
+  """Yields (k, tap k) for every tap of the kernel (see `_tap`)."""
+  x_pad = _pad_time(x, valid.shape[0])
+  for k in range(valid.shape[0]):
+    yield k, _tap(x_pad, valid, k)
 
 
 def _shift_add(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
@@ -223,16 +235,11 @@ def _tap_products(x: jnp.ndarray, g: jnp.ndarray, valid: jnp.ndarray) -> jnp.nda
   On XLA:CPU one tap per loop iteration: the loop keeps g's producer from being fused into, and
   recomputed by, each of the K reductions.
   """
-  half = valid.shape[0] // 2
-  time = x.shape[1]
-  x_pad = jnp.pad(x, ((0, 0), (half, half), (0, 0)))
+  x_pad = _pad_time(x, valid.shape[0])
   gf = g.astype(jnp.float32)
 
   def tap(k):
-    shifted = jax.lax.dynamic_slice_in_dim(x_pad, k, time, axis=1)
-    keep = jax.lax.dynamic_index_in_dim(valid, k, axis=0, keepdims=False)
-    tap_k = jnp.where(keep[..., None], shifted, jnp.zeros((), x.dtype)).astype(jnp.float32)
-    return jnp.sum(tap_k * gf, axis=(0, 1))
+    return jnp.sum(_tap(x_pad, valid, k).astype(jnp.float32) * gf, axis=(0, 1))
 
   if _loop_taps():
     return jax.lax.map(tap, jnp.arange(valid.shape[0]))
