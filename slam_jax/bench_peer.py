@@ -82,6 +82,30 @@ def _time_steps(step, warmup: int, steps: int) -> Tuple[List[float], List[float]
   return walls, cpus
 
 
+def _time_training(torch, module, config, optimizer, loss_fn, warmup: int, steps: int,
+                   **fields) -> Dict:
+  """Times AdamW train steps of `module` on `loss_fn()`; the result dict both peers report.
+
+  One step: zero grads, `loss_fn().backward()`, global-norm clipping (if configured), AdamW.
+  """
+  params = [p for p in module.parameters() if p.requires_grad]
+  opt = _adamw(torch, params, optimizer)
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    loss_fn().backward()
+    if optimizer.clip_norm > 0:
+      torch.nn.utils.clip_grad_norm_(params, optimizer.clip_norm)
+    opt.step()
+
+  times, cpus = _time_steps(step, warmup, steps)
+  return dict({"step_times_s": times, "cpu_times_s": cpus,
+               "median_step_s": float(np.median(times)),
+               "num_params": int(sum(p.numel() for p in module.parameters())),
+               "attn_implementation": getattr(config, "_attn_implementation", None),
+               "torch_threads": torch.get_num_threads()}, **fields)
+
+
 def encoder_step_times(dims, num_layers: int, batch: int, frames: int, optimizer, *,
                        warmup: int, steps: int, dropout: float = 0.0,
                        threads: Optional[int] = None, seed: int = 0,
@@ -91,26 +115,12 @@ def encoder_step_times(dims, num_layers: int, batch: int, frames: int, optimizer
   hf = _hf_module()
   config = _conformer_config(dims, num_layers, dropout, frames, attn_implementation)
   encoder = hf.Wav2Vec2ConformerEncoder(config).train()
-  params = [p for p in encoder.parameters() if p.requires_grad]
-  opt = _adamw(torch, params, optimizer)
   hidden = torch.randn(batch, frames, dims.model_dim)
-
-  def step():
-    opt.zero_grad(set_to_none=True)
-    out = encoder(hidden.clone()).last_hidden_state
-    loss = out.square().mean()
-    loss.backward()
-    if optimizer.clip_norm > 0:
-      torch.nn.utils.clip_grad_norm_(params, optimizer.clip_norm)
-    opt.step()
-
-  times, cpus = _time_steps(step, warmup, steps)
-  return {"step_times_s": times, "cpu_times_s": cpus, "median_step_s": float(np.median(times)),
-          "num_params": int(sum(p.numel() for p in encoder.parameters())),
-          "attn_implementation": getattr(config, "_attn_implementation", None),
-          "torch_threads": torch.get_num_threads(),
-          "what": ("transformers Wav2Vec2ConformerEncoder (relative positions, unclipped), "
-                   "hidden states in, fwd+bwd+clip+AdamW, fp32")}
+  return _time_training(
+      torch, encoder, config, optimizer,
+      lambda: encoder(hidden.clone()).last_hidden_state.square().mean(), warmup, steps,
+      what=("transformers Wav2Vec2ConformerEncoder (relative positions, unclipped), "
+            "hidden states in, fwd+bwd+clip+AdamW, fp32"))
 
 
 def pretrain_step_times(dims, num_layers: int, batch: int, seconds: float, optimizer, *,
@@ -129,8 +139,6 @@ def pretrain_step_times(dims, num_layers: int, batch: int, seconds: float, optim
       num_codevector_groups=codebook_groups, num_codevectors_per_group=codebook_entries,
       codevector_dim=code_dim, proj_codevector_dim=code_dim)
   model = hf.Wav2Vec2ConformerForPreTraining(config).train()
-  params = [p for p in model.parameters() if p.requires_grad]
-  opt = _adamw(torch, params, optimizer)
   rng = np.random.default_rng(seed)
   waveform = torch.tensor(rng.standard_normal((batch, samples)).astype(np.float32) * 0.1)
   frames = int(model._get_feat_extract_output_lengths(samples))  # pylint: disable=protected-access
@@ -143,23 +151,14 @@ def pretrain_step_times(dims, num_layers: int, batch: int, seconds: float, optim
   mask = torch.tensor(mask, dtype=torch.long)
   negatives = torch.tensor(negatives, dtype=torch.long)
 
-  def step():
-    opt.zero_grad(set_to_none=True)
-    out = model(waveform, mask_time_indices=mask, sampled_negative_indices=negatives)
-    out.loss.backward()
-    if optimizer.clip_norm > 0:
-      torch.nn.utils.clip_grad_norm_(params, optimizer.clip_norm)
-    opt.step()
-
-  times, cpus = _time_steps(step, warmup, steps)
-  return {"step_times_s": times, "cpu_times_s": cpus, "median_step_s": float(np.median(times)),
-          "num_params": int(sum(p.numel() for p in model.parameters())),
-          "encoder_frames": frames, "audio_seconds_per_step": batch * samples / SAMPLE_RATE,
-          "attn_implementation": getattr(config, "_attn_implementation", None),
-          "torch_threads": torch.get_num_threads(),
-          "what": ("transformers Wav2Vec2ConformerForPreTraining from raw waveform "
-                   "(conv feature encoder, Conformer, Gumbel quantizer, contrastive + diversity "
-                   "loss), fwd+bwd+clip+AdamW, fp32")}
+  return _time_training(
+      torch, model, config, optimizer,
+      lambda: model(waveform, mask_time_indices=mask, sampled_negative_indices=negatives).loss,
+      warmup, steps, encoder_frames=frames,
+      audio_seconds_per_step=batch * samples / SAMPLE_RATE,
+      what=("transformers Wav2Vec2ConformerForPreTraining from raw waveform "
+            "(conv feature encoder, Conformer, Gumbel quantizer, contrastive + diversity "
+            "loss), fwd+bwd+clip+AdamW, fp32"))
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5, threads: Optional[int] = None) -> float:
