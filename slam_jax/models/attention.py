@@ -15,6 +15,12 @@ rows (padding; the empty side of a text-only or speech-only row) output zeros, n
 Logits and softmax are fp32 whatever the compute dtype. Without attention dropout the core runs
 through `attend`, whose hand-written VJP is ~2% of a CPU encoder step faster than autodiff's
 (README, Benchmarks); with dropout it is plain autodiff.
+
+`implementation='xla'|'cudnn'` hands the core to `jax.nn.dot_product_attention` instead, with the
+position term as its additive bias ([b, h, q, k] in the compute dtype) and the segment mask as
+its mask: 'cudnn' is cuDNN's fused (flash) attention on NVIDIA GPUs (bf16/fp16, head_dim a
+multiple of 8, even lengths); 'xla' is JAX's reference of the same call and the CPU check of it.
+Neither supports attention dropout.
 """
 
 from typing import Tuple
@@ -26,6 +32,9 @@ import jax.numpy as jnp
 from slam_jax.models import layers as layers_lib
 
 _NEG_INF = -1e30
+
+# RelativeSelfAttention.implementation: our core (`attend`), or jax.nn.dot_product_attention's.
+IMPLEMENTATIONS = ("slam", "xla", "cudnn")
 
 
 def attention_mask(segment_ids: jnp.ndarray) -> jnp.ndarray:
@@ -110,6 +119,17 @@ def _attend_bwd(residuals, d_out):
 attend.defvjp(_attend_fwd, _attend_bwd)
 
 
+def _dot_product_attention(qu, qv, k, v, r, rel_index, mask, implementation: str) -> jnp.ndarray:
+  """`attend`'s result through jax.nn.dot_product_attention: [b, q, h, d], zero at fully masked
+  queries (where the library's softmax would average every value instead)."""
+  pos_table = jnp.einsum("bqhd,rhd->bhqr", qv, r, preferred_element_type=jnp.float32)
+  bias = jnp.take_along_axis(pos_table, rel_index[:, None, :, :], axis=-1).astype(qu.dtype)
+  out = jax.nn.dot_product_attention(qu, k, v, bias=bias, mask=mask, scale=1.0,
+                                     implementation=implementation)
+  row_valid = jnp.any(mask[:, 0], axis=-1)  # [b, q]
+  return jnp.where(row_valid[:, :, None, None], out, jnp.zeros((), out.dtype))
+
+
 class RelativeSelfAttention(nn.Module):
   """Relative-position multi-head self-attention (Transformer-XL style, clipped distances).
 
@@ -119,12 +139,15 @@ class RelativeSelfAttention(nn.Module):
     max_relative_distance: M; distances are clipped to [-M, M].
     dropout_rate: dropout on the attention probabilities (rng stream 'dropout').
     dtype: compute dtype (params are fp32).
+    implementation: one of IMPLEMENTATIONS (see the module docstring); 'xla' and 'cudnn' need
+      dropout_rate == 0.
   """
   num_heads: int
   head_dim: int
   max_relative_distance: int
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  implementation: str = "slam"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, rel_index: jnp.ndarray,
@@ -160,7 +183,15 @@ class RelativeSelfAttention(nn.Module):
 
     qu = q + (u_bias * scale).astype(self.dtype)[None, None]
     qv = q + (v_bias * scale).astype(self.dtype)[None, None]
-    if self.dropout_rate > 0.0 and not deterministic:
+    if self.implementation not in IMPLEMENTATIONS:
+      raise ValueError(f"RelativeSelfAttention.implementation must be one of {IMPLEMENTATIONS}, "
+                       f"got {self.implementation!r}")
+    if self.implementation != "slam":
+      if self.dropout_rate > 0.0:
+        raise ValueError(f"implementation={self.implementation!r} (jax.nn.dot_product_attention) "
+                         f"has no attention dropout; set the dropout rate to 0 or use 'slam'")
+      out = _dot_product_attention(qu, qv, k, v, r, rel_index, mask, self.implementation)
+    elif self.dropout_rate > 0.0 and not deterministic:
       probs = attention_probs(qu, qv, k, r, rel_index, mask)
       keep = 1.0 - self.dropout_rate
       drop = jax.random.bernoulli(self.make_rng("dropout"), keep, probs.shape)

@@ -103,7 +103,8 @@ class ConformerBlock(nn.Module):
     y = attention_lib.RelativeSelfAttention(
         num_heads=cfg.num_heads, head_dim=cfg.model_dim // cfg.num_heads,
         max_relative_distance=cfg.max_relative_distance,
-        dropout_rate=cfg.attention_dropout_rate, dtype=dtype, name="attention")(
+        dropout_rate=cfg.attention_dropout_rate, dtype=dtype,
+        implementation=cfg.attention_implementation, name="attention")(
             y, attn_mask, rel_index, deterministic=det)
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=det)
     x = layers_lib.constrain(x + y)

@@ -26,6 +26,7 @@ import flax.struct
 import gin
 import jax.numpy as jnp
 
+from slam_jax.models import attention as attention_lib
 from slam_jax.models import conformer as conformer_lib
 from slam_jax.models import layers as layers_lib
 from slam_jax.models import speech as speech_lib
@@ -59,6 +60,9 @@ class EncoderConfig:
     scan_layers: stack layers with nn.scan (leading 'layers' param axis) instead of a Python loop.
     remat_policy: 'none' | 'full' | 'nothing_saveable' | 'dots_saveable' |
       'dots_with_no_batch_dims_saveable' | 'everything_saveable' (jax.checkpoint_policies).
+    attention_implementation: 'slam' (our attention core, any backend), 'cudnn' (cuDNN fused
+      attention through jax.nn.dot_product_attention; NVIDIA GPUs, bf16) or 'xla' (the same call
+      on XLA). 'cudnn' and 'xla' need attention_dropout_rate == 0.
   """
   model_dim: int
   num_heads: int
@@ -77,6 +81,7 @@ class EncoderConfig:
   dtype: str = "float32"
   scan_layers: bool = True
   remat_policy: str = "none"
+  attention_implementation: str = "slam"
 
   def __post_init__(self):
     positive = ("model_dim", "num_heads", "ffn_dim", "conv_kernel_size", "num_speech_layers",
@@ -109,6 +114,13 @@ class EncoderConfig:
       raise ValueError(f"EncoderConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
     if not isinstance(self.scan_layers, bool):
       raise ValueError(f"EncoderConfig.scan_layers must be a bool, got {self.scan_layers!r}")
+    if self.attention_implementation not in attention_lib.IMPLEMENTATIONS:
+      raise ValueError(f"EncoderConfig.attention_implementation must be one of "
+                       f"{attention_lib.IMPLEMENTATIONS}, got {self.attention_implementation!r}")
+    if self.attention_implementation != "slam" and self.attention_dropout_rate > 0:
+      raise ValueError(f"EncoderConfig.attention_implementation="
+                       f"{self.attention_implementation!r} has no attention dropout: set "
+                       f"attention_dropout_rate=0 or attention_implementation='slam'")
     if self.remat_policy not in layers_lib.REMAT_CHOICES:
       raise ValueError(f"EncoderConfig.remat_policy must be one of "
                        f"{list(layers_lib.REMAT_CHOICES)}, got {self.remat_policy!r}")
@@ -182,7 +194,8 @@ def make_encoder_config(preset: str = "tiny",
                         conv_norm_groups: Optional[int] = None,
                         dtype: Optional[str] = None,
                         scan_layers: Optional[bool] = None,
-                        remat_policy: Optional[str] = None) -> EncoderConfig:
+                        remat_policy: Optional[str] = None,
+                        attention_implementation: Optional[str] = None) -> EncoderConfig:
   """Gin entry point for the encoder architecture: a preset plus explicit field overrides.
 
   gin/models/<size>.gin bind `make_encoder_config.preset` and any field; unset (None) fields keep
@@ -190,7 +203,8 @@ def make_encoder_config(preset: str = "tiny",
 
   Args:
     preset: one of PRESETS ('tiny', 'base', '600m', '2b').
-    model_dim ... remat_policy: EncoderConfig fields (see its docstring); None = preset value.
+    model_dim ... attention_implementation: EncoderConfig fields (see its docstring); None =
+      preset value.
 
   Returns:
     A validated EncoderConfig.

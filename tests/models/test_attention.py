@@ -144,3 +144,50 @@ def test_attend_vjp_matches_autodiff(dtype):
                                atol=tol, err_msg=name)
   # Padding queries (segment 0) get no gradient.
   assert np.all(np.asarray(got[0], np.float32)[0, 5:] == 0)
+
+
+def test_dot_product_attention_implementation_matches_ours(module_and_params):
+  """implementation='xla' (jax.nn.dot_product_attention with the position term as its bias; the
+  call 'cudnn' makes on a GPU) gives our outputs and gradients, padding and gapped ids included."""
+  _, params = module_and_params
+  x, seg, pos = _inputs()
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  weights = jnp.asarray(np.random.RandomState(3).randn(B, T, D), jnp.float32)
+  results = []
+  for implementation in ("slam", "xla"):
+    module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                                 max_relative_distance=M,
+                                                 implementation=implementation)
+    loss = lambda p, x: jnp.sum(module.apply({"params": p}, x, mask, rel) * weights)
+    results.append((module.apply({"params": params}, x, mask, rel),
+                    jax.grad(loss, argnums=(0, 1))(params, jnp.asarray(x))))
+  (ours, ours_grads), (lib, lib_grads) = results
+  np.testing.assert_allclose(np.asarray(lib), np.asarray(ours), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(lib), _numpy_reference(params, x, seg, pos), rtol=1e-4,
+                             atol=1e-5)
+  for got, want in zip(jax.tree_util.tree_leaves(lib_grads),
+                       jax.tree_util.tree_leaves(ours_grads)):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+def test_dot_product_attention_zeroes_fully_masked_rows(module_and_params):
+  _, params = module_and_params
+  x, _, pos = _inputs()
+  mask, rel = attention_lib.attention_inputs(jnp.zeros((B, T), jnp.int32), jnp.asarray(pos), M)
+  module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                               max_relative_distance=M, implementation="xla")
+  got = np.asarray(module.apply({"params": params}, x, mask, rel))
+  # Without the row mask the library's softmax would average every value (a non-bias output).
+  np.testing.assert_allclose(got, np.broadcast_to(np.asarray(params["out"]["bias"]), got.shape),
+                             atol=1e-6)
+
+
+def test_dot_product_attention_refuses_dropout(module_and_params):
+  _, params = module_and_params
+  x, seg, pos = _inputs()
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                               max_relative_distance=M, dropout_rate=0.1,
+                                               implementation="xla")
+  with pytest.raises(ValueError, match="dropout"):
+    module.apply({"params": params}, x, mask, rel)

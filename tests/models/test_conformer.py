@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from slam_jax.models import attention as attention_lib
 from slam_jax.models import conformer as conformer_lib
 from slam_jax.models import encoder as encoder_lib
 from slam_jax.models import layers as layers_lib
@@ -127,6 +128,20 @@ def test_unrolled_equals_scanned(scanned):
   own = jax.eval_shape(stack.init, jax.random.PRNGKey(0), x, seg, pos)["params"]
   assert jax.tree_util.tree_structure(nn.unbox(own)) == jax.tree_util.tree_structure(unrolled)
   got = jax.jit(stack.apply)({"params": unrolled}, x, seg, pos)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_library_attention_stack_equals_ours(scanned, monkeypatch):
+  """attention_implementation='xla' reaches the stack's layers and changes no number."""
+  cfg, params, want = scanned
+  calls = []
+  library_attention = attention_lib._dot_product_attention
+  monkeypatch.setattr(attention_lib, "_dot_product_attention",
+                      lambda *args: calls.append(args[-1]) or library_attention(*args))
+  stack = conformer_lib.ConformerStack(cfg.replace(attention_implementation="xla"), num_layers=2)
+  x, seg, pos = _stack_inputs(cfg.model_dim)
+  got = jax.jit(stack.apply)({"params": params}, x, seg, pos)
+  assert calls and set(calls) == {"xla"}  # traced once in the scanned body
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 

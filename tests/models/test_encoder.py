@@ -30,6 +30,7 @@ F = 80
     ("dtype", "float16"),
     ("remat_policy", "sometimes"),
     ("scan_layers", 1),
+    ("attention_implementation", "flash"),
 ])
 def test_bad_config_names_the_field(field, value):
   kwargs = dict(model_dim=32, num_heads=4, ffn_dim=64, conv_kernel_size=3, num_speech_layers=1,
@@ -37,6 +38,11 @@ def test_bad_config_names_the_field(field, value):
   kwargs[field] = value
   with pytest.raises(ValueError, match=field):
     encoder_lib.EncoderConfig(**kwargs)
+
+
+def test_library_attention_refuses_attention_dropout():
+  with pytest.raises(ValueError, match="attention_dropout_rate"):
+    encoder_lib.get_preset("tiny", attention_implementation="xla", attention_dropout_rate=0.1)
 
 
 def test_group_norm_groups_must_divide_dim():
