@@ -190,6 +190,12 @@ class RelativeSelfAttention(nn.Module):
       if self.dropout_rate > 0.0:
         raise ValueError(f"implementation={self.implementation!r} (jax.nn.dot_product_attention) "
                          f"has no attention dropout; set the dropout rate to 0 or use 'slam'")
+      if self.implementation == "cudnn" and (jax.default_backend() != "gpu"
+                                             or jnp.dtype(self.dtype) == jnp.float32):
+        raise ValueError(
+            f"attention_implementation='cudnn' is cuDNN's fused attention: it needs an NVIDIA "
+            f"GPU (backend here: {jax.default_backend()!r}) and bf16 compute (dtype here: "
+            f"{jnp.dtype(self.dtype).name}); use 'slam' (any backend) or set dtype='bfloat16'")
       out = _dot_product_attention(qu, qv, k, v, r, rel_index, mask, self.implementation)
     elif self.dropout_rate > 0.0 and not deterministic:
       probs = attention_probs(qu, qv, k, r, rel_index, mask)

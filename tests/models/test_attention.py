@@ -191,3 +191,15 @@ def test_dot_product_attention_refuses_dropout(module_and_params):
                                                implementation="xla")
   with pytest.raises(ValueError, match="dropout"):
     module.apply({"params": params}, x, mask, rel)
+
+
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the refusal off GPUs")
+def test_cudnn_implementation_off_gpu_says_what_it_needs(module_and_params):
+  _, params = module_and_params
+  x, seg, pos = _inputs()
+  mask, rel = attention_lib.attention_inputs(jnp.asarray(seg), jnp.asarray(pos), M)
+  module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                               max_relative_distance=M, dtype=jnp.bfloat16,
+                                               implementation="cudnn")
+  with pytest.raises(ValueError, match="NVIDIA GPU"):
+    module.apply({"params": params}, x, mask, rel)
