@@ -61,6 +61,8 @@ class BenchConfig:
     stack_layers: encoder mode: Conformer layers in the stack.
     warmup_steps: untimed steps after compilation.
     timed_steps: timed steps per round.
+    num_microbatches: our step splits the batch into this many microbatches and accumulates
+      their gradients before the one AdamW update (same FLOPs, same update; smaller working set).
     rounds: rounds of timed steps; with --peer ours and the peer alternate, so a change of machine
       load hits both.
     peak_size: matmul size of the peak measurement (0 = flops.measure_matmul_peak's default).
@@ -96,6 +98,7 @@ class BenchConfig:
   stack_layers: int = 8
   warmup_steps: int = 1
   timed_steps: int = 3
+  num_microbatches: int = 1
   rounds: int = 1
   peak_size: int = 0
   peak_repeats: int = 5
@@ -118,9 +121,13 @@ class BenchConfig:
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"BenchConfig.mode={self.mode!r}: use one of {MODES}")
-    for name in ("batch_size", "frames", "timed_steps", "rounds", "stack_layers", "peak_repeats"):
+    for name in ("batch_size", "frames", "timed_steps", "rounds", "stack_layers", "peak_repeats",
+                 "num_microbatches"):
       if getattr(self, name) < 1:
         raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.batch_size % self.num_microbatches:
+      raise ValueError(f"BenchConfig.batch_size ({self.batch_size}) must be divisible by "
+                       f"num_microbatches ({self.num_microbatches})")
     if self.rows not in ("mixed", "speech"):
       raise ValueError(f"BenchConfig.rows={self.rows!r}: use 'mixed' or 'speech'")
 
@@ -141,7 +148,8 @@ class _Ours:
     self.dtypes = {k: v.dtype for k, v in batch.items()}
     self.tx = trainer_lib.make_optimizer(optimizer, total_steps=1000)
     self.trainer = trainer_lib.PartitionedTrainer(model, self.tx, mesh, rules, config.seed,
-                                                  self.shapes, self.dtypes)
+                                                  self.shapes, self.dtypes,
+                                                  num_microbatches=config.num_microbatches)
     start = time.perf_counter()
     self.compiled = self.trainer.compile(config.batch_size)
     self.compile_seconds = time.perf_counter() - start

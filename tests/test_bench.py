@@ -102,7 +102,8 @@ def test_harness_runs_tiny_encoder_mode_and_writes_json(tmp_path, monkeypatch):
   monkeypatch.setattr(bench_peer, "available", lambda: (False, "PyTorch peer skipped: test"))
   out = tmp_path / "bench.json"
   report = bench.main(["--gin_file=gin/bench/tiny.gin", "--peer", f"--json={out}",
-                       "--gin.slam_jax.bench.BenchConfig.timed_steps=2"])
+                       "--gin.slam_jax.bench.BenchConfig.timed_steps=2",
+                       "--gin.slam_jax.bench.BenchConfig.num_microbatches=2"])
   data = json.loads(out.read_text())
   assert data["mode"] == "encoder" and report["mode"] == "encoder"
   assert data["peer_status"] == "PyTorch peer skipped: test" and "peer" not in data
@@ -114,6 +115,9 @@ def test_harness_runs_tiny_encoder_mode_and_writes_json(tmp_path, monkeypatch):
   flops = data["flops"]
   assert flops["analytic_per_step"] > 0 and flops["xla_unrolled_step"] > 0
   assert 0.5 < flops["analytic_over_xla"] <= 1.0
+  # Two microbatches: the compiled step's loop body (counted once) holds half the model's work.
+  assert data["config"]["num_microbatches"] == 2
+  assert 0.3 < flops["xla_compiled_step"] / flops["xla_unrolled_step"] < 0.5
   assert data["peak_flops"]["used"] > 0 and data["compile_seconds"] > 0
   assert data["memory"]["xla"]["total_bytes"] > 0 and data["memory"]["peak_rss_bytes"] > 0
   assert data["batch"]["examples"] == 2
@@ -136,6 +140,8 @@ def test_bench_config_validates():
     bench.BenchConfig(mode="train")
   with pytest.raises(ValueError, match="rows"):
     bench.BenchConfig(rows="text")
+  with pytest.raises(ValueError, match="num_microbatches"):
+    bench.BenchConfig(batch_size=8, num_microbatches=3)
 
 
 def test_batch_counts():

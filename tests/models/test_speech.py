@@ -62,3 +62,35 @@ def test_valid_outputs_do_not_depend_on_padding(encoder_and_params, length):
   assert int(np.asarray(valid).sum()) == n == int(np.asarray(valid_alone).sum())
   np.testing.assert_allclose(np.asarray(got)[:, :n], np.asarray(alone)[:, :n], rtol=1e-5,
                              atol=1e-5)
+
+
+@pytest.mark.parametrize("frames,mel", [(9, 8), (10, 7)])
+def test_conv_as_patches_matches_xla_conv(frames, mel, monkeypatch):
+  """The XLA:CPU path of Conv2D (strided patches x kernel matrix) against lax's convolution:
+  outputs and gradients, odd and even sizes on both axes."""
+  conv = speech_lib.Conv2D(features=5)
+  rng = np.random.RandomState(0)
+  x = jnp.asarray(rng.randn(2, frames, mel, 3), jnp.float32)
+  params = conv.init(jax.random.PRNGKey(0), x)["params"]
+  weights = jnp.asarray(rng.randn(2, speech_lib._conv_out(frames), speech_lib._conv_out(mel), 5),
+                        jnp.float32)
+  loss = lambda p, x: jnp.sum(conv.apply({"params": p}, x) * weights)
+  results = {}
+  for as_matmul in (True, False):
+    monkeypatch.setattr(speech_lib, "_conv_as_matmul", lambda v=as_matmul: v)
+    results[as_matmul] = (conv.apply({"params": params}, x),
+                          jax.grad(loss, argnums=(0, 1))(params, x))
+  (got, got_grads), (want, want_grads) = results[True], results[False]
+  assert got.shape == want.shape == weights.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+  for g, w in zip(jax.tree_util.tree_leaves(got_grads), jax.tree_util.tree_leaves(want_grads)):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
+
+
+def test_strided_patches_known_answer():
+  # 1 x 3 x 3 x 1 input 1..9, 3x3 windows at stride 2 with padding 1: output 2 x 2 windows.
+  x = jnp.arange(1, 10, dtype=jnp.float32).reshape(1, 3, 3, 1)
+  patches = np.asarray(speech_lib.strided_patches(x, 3, 2, 1))
+  assert patches.shape == (1, 2, 2, 9)
+  np.testing.assert_array_equal(patches[0, 0, 0], [0, 0, 0, 0, 1, 2, 0, 4, 5])
+  np.testing.assert_array_equal(patches[0, 1, 1], [5, 6, 0, 8, 9, 0, 0, 0, 0])
