@@ -33,8 +33,8 @@ def adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9, b2: floa
   Args:
     learning_rate: a float or `schedule(count)`, read at the number of earlier updates.
     b1, b2, eps: Adam's moment decays and denominator epsilon.
-    weight_decay: decoupled decay, times the learning rate, on leaves where `mask(params)` is True
-      (every leaf when mask is None).
+    weight_decay: decoupled decay, times the learning rate, on leaves where `mask(params)` (a
+      pytree of Python bools, like params) is True; every leaf when mask is None.
     clip_norm: gradients are scaled to global norm <= clip_norm first; 0 disables.
   """
   schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
@@ -67,9 +67,11 @@ def adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9, b2: floa
         u = u + weight_decay * p
       return -lr.astype(u.dtype) * u, mu, nu
 
-    out = jax.tree_util.tree_map(leaf, grads, state.mu, state.nu, params, decay_mask)
-    is_triple = lambda x: isinstance(x, tuple) and len(x) == 3
-    pick = lambda i: jax.tree_util.tree_map(lambda t: t[i], out, is_leaf=is_triple)
-    return pick(0), AdamWState(count=count, mu=pick(1), nu=pick(2))
+    treedef = jax.tree_util.tree_structure(params)
+    columns = [treedef.flatten_up_to(tree) for tree in (grads, state.mu, state.nu, params,
+                                                         decay_mask)]
+    updates, mu, nu = zip(*(leaf(*args) for args in zip(*columns)))
+    rebuild = lambda leaves: jax.tree_util.tree_unflatten(treedef, leaves)
+    return rebuild(updates), AdamWState(count=count, mu=rebuild(mu), nu=rebuild(nu))
 
   return optax.GradientTransformation(init, update)
