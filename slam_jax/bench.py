@@ -193,13 +193,10 @@ def xla_unrolled_flops(model_unrolled, tx, seed: int, shapes, dtypes) -> Optiona
   return flops_lib.compiled_flops(jax.jit(step).lower(state, batch))
 
 
-def measure_peak(dtype, size: Optional[int] = None, repeats: int = 5) -> Dict[str, float]:
-  """`flops.measure_matmul_peak_detail` on the default device (wall and CPU-time peaks)."""
-  return flops_lib.measure_matmul_peak_detail(dtype, size=size, repeats=repeats)
-
-
 def _measure_peak(config: BenchConfig, dtype) -> Dict[str, float]:
-  return measure_peak(dtype, size=config.peak_size or None, repeats=config.peak_repeats)
+  """`flops.measure_matmul_peak_detail` on the default device (wall and CPU-time peaks)."""
+  return flops_lib.measure_matmul_peak_detail(dtype, size=config.peak_size or None,
+                                              repeats=config.peak_repeats)
 
 
 def _summary(walls: Sequence[float], cpus: Sequence[float], counts: Dict[str, float],

@@ -175,7 +175,7 @@ def train(
     log_every: steps between progress lines; TensorBoard gets the same cadence.
     max_bad_steps: stop with `TrainingDiverged` after this many consecutive non-finite steps.
     peak_flops_per_device: peak FLOP/s for MFU; None measures a matmul on this device.
-    measure_peak: measure the peak when not given (about a second); False disables MFU.
+    measure_peak: measure the peak when not given (a fraction of a second); False disables MFU.
     resume: continue from the newest readable checkpoint in model_dir. Without it, a model_dir
       that already holds checkpoints is refused, so a run never silently overwrites another.
     stop_at_step: stop (with a checkpoint) before train_steps, e.g. to split a run in two.

@@ -56,6 +56,18 @@ def attention_inputs(segment_ids: jnp.ndarray, positions: jnp.ndarray,
   return attention_mask(segment_ids), relative_index(positions, max_distance)
 
 
+def _gather_distances(table: jnp.ndarray, rel_index: jnp.ndarray) -> jnp.ndarray:
+  """[b, h, q, 2M+1] -> [b, h, q, k]: each (query, key) pair's entry at its clipped distance."""
+  return jnp.take_along_axis(table, rel_index[:, None, :, :], axis=-1)
+
+
+def position_logits(qv: jnp.ndarray, r: jnp.ndarray, rel_index: jnp.ndarray) -> jnp.ndarray:
+  """fp32 [b, h, q, k] position term qv_i . r[clip(p_i - p_j) + M]: computed against the
+  (2M+1)-entry table, then gathered (qv [b, q, h, d], r [2M+1, h, d], rel_index [b, q, k])."""
+  pos_table = jnp.einsum("bqhd,rhd->bhqr", qv, r, preferred_element_type=jnp.float32)
+  return _gather_distances(pos_table, rel_index)
+
+
 def attention_probs(qu: jnp.ndarray, qv: jnp.ndarray, k: jnp.ndarray, r: jnp.ndarray,
                     rel_index: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
   """fp32 [b, h, q, k] softmax of content + position logits; 0 where masked (whole rows too).
@@ -68,9 +80,7 @@ def attention_probs(qu: jnp.ndarray, qv: jnp.ndarray, k: jnp.ndarray, r: jnp.nda
     mask: bool [b, 1, q, k] from `attention_mask`.
   """
   content = jnp.einsum("bqhd,bkhd->bhqk", qu, k, preferred_element_type=jnp.float32)
-  pos_table = jnp.einsum("bqhd,rhd->bhqr", qv, r, preferred_element_type=jnp.float32)
-  position = jnp.take_along_axis(pos_table, rel_index[:, None, :, :], axis=-1)  # [b,h,q,k]
-  logits = jnp.where(mask, content + position, _NEG_INF)
+  logits = jnp.where(mask, content + position_logits(qv, r, rel_index), _NEG_INF)
   top = jnp.max(logits, axis=-1, keepdims=True)
   e = jnp.exp(logits - top)  # exactly 0 at masked keys of a row with any valid key
   # A fully masked row has e == 1 everywhere; `any` turns its probabilities into zeros.
@@ -107,9 +117,8 @@ def _attend_bwd(residuals, d_out):
   dqu = jnp.einsum("bhqk,bkhd->bqhd", d_content, k)
   dk = jnp.einsum("bhqk,bqhd->bkhd", d_content, qu)
   table_shape = d_logits.shape[:3] + (r.shape[0],)
-  _, gather_vjp = jax.vjp(
-      lambda t: jnp.take_along_axis(t, rel_index[:, None, :, :], axis=-1),
-      jnp.zeros(table_shape, jnp.float32))
+  _, gather_vjp = jax.vjp(lambda t: _gather_distances(t, rel_index),
+                          jnp.zeros(table_shape, jnp.float32))
   d_table = gather_vjp(d_logits)[0].astype(dtype)
   dqv = jnp.einsum("bhqr,rhd->bqhd", d_table, r)
   dr = jnp.einsum("bhqr,bqhd->rhd", d_table, qv)
@@ -122,8 +131,7 @@ attend.defvjp(_attend_fwd, _attend_bwd)
 def _dot_product_attention(qu, qv, k, v, r, rel_index, mask, implementation: str) -> jnp.ndarray:
   """`attend`'s result through jax.nn.dot_product_attention: [b, q, h, d], zero at fully masked
   queries (where the library's softmax would average every value instead)."""
-  pos_table = jnp.einsum("bqhd,rhd->bhqr", qv, r, preferred_element_type=jnp.float32)
-  bias = jnp.take_along_axis(pos_table, rel_index[:, None, :, :], axis=-1).astype(qu.dtype)
+  bias = position_logits(qv, r, rel_index).astype(qu.dtype)
   out = jax.nn.dot_product_attention(qu, k, v, bias=bias, mask=mask, scale=1.0,
                                      implementation=implementation)
   row_valid = jnp.any(mask[:, 0], axis=-1)  # [b, q]
