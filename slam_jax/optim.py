@@ -27,8 +27,10 @@ class AdamWState(NamedTuple):
 def adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9, b2: float = 0.999,
           eps: float = 1e-8, weight_decay: float = 0.0,
           mask: Optional[Callable[[PyTree], PyTree]] = None,
-          clip_norm: float = 0.0) -> optax.GradientTransformation:
-  """Clipped AdamW; `update(grads, state, params)` returns the updates to add to params.
+          clip_norm: float = 0.0) -> optax.GradientTransformationExtraArgs:
+  """Clipped AdamW; `update(grads, state, params, grad_norm=None)` returns the updates to add to
+  params. `grad_norm`, the gradients' global norm when the caller already has it (the trainer
+  does, for its finiteness check and metrics), saves the clip a pass over the gradients.
 
   Args:
     learning_rate: a float or `schedule(count)`, read at the number of earlier updates.
@@ -44,13 +46,14 @@ def adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9, b2: floa
     return AdamWState(count=jnp.zeros([], jnp.int32), mu=jax.tree_util.tree_map(zeros, params),
                       nu=jax.tree_util.tree_map(zeros, params))
 
-  def update(grads, state, params=None):
+  def update(grads, state, params=None, grad_norm=None, **extra_args):
+    del extra_args  # optax's extra-argument protocol: ignore what we do not use
     if params is None:
       raise ValueError("slam_jax.optim.adamw needs params (for weight decay)")
     count = optax.safe_int32_increment(state.count)
     scale = jnp.ones([], jnp.float32)
     if clip_norm > 0:
-      norm = optax.global_norm(grads)
+      norm = optax.global_norm(grads) if grad_norm is None else grad_norm
       scale = jnp.where(norm < clip_norm, 1.0, clip_norm / norm)
     lr = jnp.asarray(schedule(state.count), jnp.float32)
     correction1 = 1.0 - jnp.asarray(b1, jnp.float32) ** count
@@ -74,4 +77,4 @@ def adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9, b2: floa
     rebuild = lambda leaves: jax.tree_util.tree_unflatten(treedef, leaves)
     return rebuild(updates), AdamWState(count=count, mu=rebuild(mu), nu=rebuild(nu))
 
-  return optax.GradientTransformation(init, update)
+  return optax.GradientTransformationExtraArgs(init, update)

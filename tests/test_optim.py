@@ -69,3 +69,23 @@ def test_update_without_params_says_why():
   params = _params()
   with pytest.raises(ValueError, match="params"):
     tx.update(params, tx.init(params))
+
+
+def test_given_grad_norm_is_the_one_clipped_with():
+  """The trainer passes the norm it already computed; the update must use it, not recompute."""
+  params = _params()
+  grads = jax.tree_util.tree_map(lambda p: jnp.full(p.shape, 2.0, p.dtype), params)
+  tx = optim_lib.adamw(0.1, clip_norm=1.0)
+  state = tx.init(params)
+  norm = optax.global_norm(grads)
+  computed, _ = tx.update(grads, state, params)
+  given, _ = tx.update(grads, state, params, grad_norm=norm)
+  for got, want in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(computed)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  # A first Adam step is scale-invariant, so compare the first moments: clipping by a norm 4x
+  # the true one scales the clipped gradient (and so mu) by a further 1/4.
+  _, state_true = tx.update(grads, state, params, grad_norm=norm)
+  _, state_big = tx.update(grads, state, params, grad_norm=4.0 * norm)
+  for big, true in zip(jax.tree_util.tree_leaves(state_big.mu),
+                       jax.tree_util.tree_leaves(state_true.mu)):
+    np.testing.assert_allclose(np.asarray(big), np.asarray(true) / 4.0, rtol=1e-6)
