@@ -114,7 +114,8 @@ class Conv2D(nn.Module):
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
     if _conv_as_matmul():
-      y = strided_patches(x, KERNEL, STRIDE, PAD) @ kernel.reshape(-1, self.features)
+      y = layers_lib.project(strided_patches(x, KERNEL, STRIDE, PAD),
+                             kernel.reshape(-1, self.features), n_in=1)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, (STRIDE, STRIDE), ((PAD, PAD), (PAD, PAD)),
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))

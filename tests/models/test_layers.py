@@ -1,0 +1,63 @@
+"""layers.project: the CPU weight-gradient path against autodiff of the einsum it replaces."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from slam_jax.models import layers as layers_lib
+
+
+def _einsum_project(x, kernel, n_in):
+  letters = "abcdefgh"
+  batch, ins = letters[:x.ndim - n_in], letters[x.ndim - n_in:x.ndim]
+  outs = letters[x.ndim:x.ndim + kernel.ndim - n_in]
+  return jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x, kernel)
+
+
+# (x shape, kernel shape, n_in): x narrower than the output (dw = x^T dy), wider (dw = (dy^T x)^T),
+# and the attention's multi-axis kernels ([embed] -> [heads, kv] and [heads, kv] -> [embed]).
+CASES = [((2, 5, 3), (3, 7), 1), ((2, 5, 7), (7, 3), 1), ((2, 5, 6), (6, 2, 4), 1),
+         ((2, 5, 2, 4), (2, 4, 6), 2)]
+
+
+@pytest.mark.parametrize("x_shape,k_shape,n_in", CASES)
+@pytest.mark.parametrize("canonical", [True, False])
+def test_project_matches_einsum_values_and_gradients(x_shape, k_shape, n_in, canonical,
+                                                     monkeypatch):
+  monkeypatch.setattr(layers_lib, "_materialised_weight_grads", lambda: canonical)
+  rng = np.random.RandomState(0)
+  x = jnp.asarray(rng.randn(*x_shape), jnp.float32)
+  kernel = jnp.asarray(rng.randn(*k_shape), jnp.float32)
+  out_shape = x_shape[:len(x_shape) - n_in] + k_shape[n_in:]
+  weights = jnp.asarray(rng.randn(*out_shape), jnp.float32)
+  loss = lambda fn: (lambda x, k: jnp.sum(fn(x, k, n_in) * weights))
+  got = layers_lib.project(x, kernel, n_in)
+  want = _einsum_project(x, kernel, n_in)
+  assert got.shape == out_shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+  got_grads = jax.grad(loss(layers_lib.project), argnums=(0, 1))(x, kernel)
+  want_grads = jax.grad(loss(_einsum_project), argnums=(0, 1))(x, kernel)
+  for name, g, w in zip(("x", "kernel"), got_grads, want_grads):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's dot layouts")
+@pytest.mark.parametrize("d_in,d_out", [(16, 64), (64, 16)])
+def test_cpu_weight_gradient_dot_is_row_major(d_in, d_out, monkeypatch):
+  """The point of the custom VJP: XLA:CPU compiles the kernel's gradient without a dot whose lhs
+  contracts its major axis (YNNPACK refuses those and XLA falls back to a slower Eigen dot);
+  plain autodiff of the einsum does produce one."""
+  x = jnp.ones((4, 32, d_in), jnp.float32)
+  kernel = jnp.ones((d_in, d_out), jnp.float32)
+
+  def column_major_dots(canonical):
+    monkeypatch.setattr(layers_lib, "_materialised_weight_grads", lambda: canonical)
+    grad = jax.jit(jax.grad(lambda k, x: jnp.sum(layers_lib.project(x, k, 1) ** 2)))
+    hlo = grad.lower(kernel, x).compile().as_text()
+    return re.findall(r"dot\([^)]*\), lhs_contracting_dims=\{0\}", hlo)
+
+  assert column_major_dots(False), "autodiff no longer makes a column-major dot: test is moot"
+  assert not column_major_dots(True)
