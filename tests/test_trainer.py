@@ -150,3 +150,19 @@ def test_fsdp_rules_shard_embed_on_data():
   rules = dict(partitioning_lib.logical_axis_rules(fsdp=True))
   assert rules["embed"] == "data" and rules["mlp"] == "model"
   assert dict(partitioning_lib.activation_rules(tuple(rules.items())))["embed"] is None
+
+
+def test_plain_gradient_transformation_is_not_offered_extra_args():
+  """A user's optimizer written against optax's basic protocol (`update(updates, state,
+  params)`) keeps working: only extra-args transformations are handed the grad norm."""
+  sgd = optax.sgd(0.1)
+  plain = optax.GradientTransformation(sgd.init, lambda u, s, p=None: sgd.update(u, s, p))
+  mesh = partitioning_lib.make_mesh(partitioning_lib.MeshConfig())
+  trainer = trainer_lib.PartitionedTrainer(
+      ToyModel(), plain, mesh, partitioning_lib.logical_axis_rules(), seed=0,
+      input_shapes={"x": (8, 4), "y": (8, 3)}, input_types={"x": jnp.float32, "y": jnp.float32})
+  state = trainer.init_state()
+  before = jax.device_get(state.params)["w"]
+  state, metrics = trainer.step(state, _batch())
+  assert int(state.skipped_steps) == 0 and float(metrics["update_norm"]) > 0
+  assert not np.array_equal(jax.device_get(state.params)["w"], before)
