@@ -63,14 +63,16 @@ def partitioned(init: Callable, axes: Sequence[Optional[str]]) -> Callable:
   return nn.with_logical_partitioning(init, tuple(axes))
 
 
+def _single_cpu_device() -> bool:
+  """XLA:CPU on one device: where this module's CPU-only formulations apply (on a mesh they would
+  reshape sharded axes, which is also why `slam_jax.bench_memory`'s simulated meshes compile the
+  plain forms)."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
 def _materialised_weight_grads() -> bool:
-  """Whether `project` hands XLA its weight gradient as a row-major (canonical) matmul: only on
-  XLA:CPU with one device (see `project`)."""
-  return _CANONICAL_WEIGHT_GRADS and jax.default_backend() == "cpu" and jax.device_count() == 1
-
-
-# Switch for A/B measurements of `project`'s CPU weight-gradient layout.
-_CANONICAL_WEIGHT_GRADS = True
+  """Whether `project` hands XLA its weight gradient as a row-major (canonical) matmul."""
+  return _single_cpu_device()
 
 
 @jax.custom_vjp
@@ -258,7 +260,7 @@ def _loop_taps() -> bool:
   """Whether to run the taps in loops: only XLA:CPU needs it (see `_in_chunks`), and only on one
   device, since on a mesh a loop over batch chunks would reshape the sharded batch axis (which is
   also why the simulated meshes of `slam_jax.bench_memory` compile the unrolled taps)."""
-  return jax.default_backend() == "cpu" and jax.device_count() == 1
+  return _single_cpu_device()
 
 
 def _in_chunks(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, kernel: jnp.ndarray,
