@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from jax import lax
 
-from slam_jax import bench
-from slam_jax import bench_flops
-from slam_jax import bench_memory
-from slam_jax import bench_models
-from slam_jax import bench_peer
+from slam_jax.bench import harness as bench
+from slam_jax.bench import memory as bench_memory
+from slam_jax.bench import model_flops as bench_flops
+from slam_jax.bench import models as bench_models
+from slam_jax.bench import peer as bench_peer
 from slam_jax import model as model_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax.models import encoder as encoder_lib

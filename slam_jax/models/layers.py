@@ -65,7 +65,7 @@ def partitioned(init: Callable, axes: Sequence[Optional[str]]) -> Callable:
 
 def _single_cpu_device() -> bool:
   """XLA:CPU on one device: where this module's CPU-only formulations apply (on a mesh they would
-  reshape sharded axes, which is also why `slam_jax.bench_memory`'s simulated meshes compile the
+  reshape sharded axes, which is also why `slam_jax.bench.memory`'s simulated meshes compile the
   plain forms)."""
   return jax.default_backend() == "cpu" and jax.device_count() == 1
 
@@ -259,7 +259,7 @@ _CHUNKS = 2
 def _loop_taps() -> bool:
   """Whether to run the taps in loops: only XLA:CPU needs it (see `_in_chunks`), and only on one
   device, since on a mesh a loop over batch chunks would reshape the sharded batch axis (which is
-  also why the simulated meshes of `slam_jax.bench_memory` compile the unrolled taps)."""
+  also why the simulated meshes of `slam_jax.bench.memory` compile the unrolled taps)."""
   return _single_cpu_device()
 
 

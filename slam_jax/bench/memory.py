@@ -39,7 +39,7 @@ def compile_one(preset: str, layout: str, devices: int, model_parallel: int,
                 remat: str) -> Dict[str, Any]:
   """Compiles one preset's train step on the current (simulated) devices; XLA memory per device."""
   import jax  # pylint: disable=g-import-not-at-top
-  from slam_jax import flops as flops_lib  # pylint: disable=g-import-not-at-top
+  from slam_jax.perf import flops as flops_lib  # pylint: disable=g-import-not-at-top
   from slam_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from slam_jax import partitioning as partitioning_lib  # pylint: disable=g-import-not-at-top
   from slam_jax import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
@@ -102,7 +102,7 @@ def run(config) -> Dict[str, Any]:
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                         f" --xla_force_host_platform_device_count={devices}").strip()
-    cmd = [sys.executable, "-m", "slam_jax.bench_memory", json.dumps(args)]
+    cmd = [sys.executable, "-m", "slam_jax.bench.memory", json.dumps(args)]
     print(f"[slam_jax.bench] memory: compiling {args['presets']} x {args['meshes']} on "
           f"{devices} simulated devices ...", flush=True)
     try:

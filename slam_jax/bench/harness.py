@@ -8,13 +8,13 @@ Modes (`BenchConfig.mode`, or --mode):
             (the trainer's step: clipping, NaN guard, donated state).
   pretrain  the full SLAM / w2v-BERT pre-training step from log-mel (`SlamModel.loss_fn`).
   memory    compile (no run) the train step of presets for simulated meshes of N CPU devices
-            (`slam_jax.bench_memory`, one subprocess per N) and report XLA's per-device memory.
+            (`slam_jax.bench.memory`, one subprocess per N) and report XLA's per-device memory.
 
 For each timed mode: median step time after warm-up, examples/s, audio-seconds/s, text-tokens/s,
-model FLOPs per step counted analytically (`slam_jax.bench_flops`) and cross-checked with XLA's cost
+model FLOPs per step counted analytically (`slam_jax.bench.model_flops`) and cross-checked with XLA's cost
 analysis, MFU against a matmul peak measured here in the compute dtype, XLA's planned memory and
 the process's peak RSS, compile time. With --peer, the Hugging Face Wav2Vec2-Conformer in PyTorch
-runs at equal size and batch (`slam_jax.bench_peer`) and the step-time ratio peer / ours is
+runs at equal size and batch (`slam_jax.bench.peer`) and the step-time ratio peer / ours is
 reported (> 1: we are faster). A table is printed and everything goes to --json.
 
 Timings on a shared machine move with its load: the 1-minute load average and this process's CPU
@@ -34,18 +34,18 @@ import gin
 import jax
 import numpy as np
 
-from slam_jax import bench_flops
-from slam_jax import bench_models
-from slam_jax import flops as flops_lib
-from slam_jax import host_memory
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
+from slam_jax.bench import model_flops as bench_flops
+from slam_jax.bench import models as bench_models
+from slam_jax.perf import flops as flops_lib
+from slam_jax.perf import host_memory
 
 MODES = ("encoder", "pretrain", "memory")
 
 
-@gin.configurable
+@gin.configurable(module="slam_jax.bench")
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
   """What to benchmark (bind in gin/bench/*.gin; the architecture comes from gin/models/*.gin).
@@ -249,7 +249,7 @@ def _make_models(config: BenchConfig):
 
 
 def _run_peer(config: BenchConfig, model, optimizer, warmup: int, steps: int) -> Dict[str, Any]:
-  from slam_jax import bench_peer  # pylint: disable=g-import-not-at-top
+  from slam_jax.bench import peer as bench_peer  # pylint: disable=g-import-not-at-top
   enc = model.config if config.mode == "encoder" else model.encoder_config
   dims = bench_flops.StackDims.from_config(enc)
   threads = config.peer_threads or None
@@ -303,7 +303,7 @@ def run_timed(config: BenchConfig, peer: bool = False) -> Dict[str, Any]:
   peer_walls: List[float] = []
   peer_cpus: List[float] = []
   if peer:
-    from slam_jax import bench_peer  # pylint: disable=g-import-not-at-top
+    from slam_jax.bench import peer as bench_peer  # pylint: disable=g-import-not-at-top
     peer_available, why = bench_peer.available()
     report["peer_status"] = why
     if not peer_available:
@@ -336,7 +336,7 @@ def run_timed(config: BenchConfig, peer: bool = False) -> Dict[str, Any]:
                        median_step_s=float(np.median(peer_walls)),
                        cpu_seconds_per_step=float(np.median(peer_cpus)))
     peer_result["cores_busy"] = peer_result["cpu_seconds_per_step"] / peer_result["median_step_s"]
-    from slam_jax import bench_peer  # pylint: disable=g-import-not-at-top
+    from slam_jax.bench import peer as bench_peer  # pylint: disable=g-import-not-at-top
     peer_result["torch_matmul_peak_flops_per_s"] = bench_peer.matmul_peak(
         size=peak_before["size"], repeats=config.peak_repeats, threads=config.peer_threads or None)
     if config.mode == "encoder":
@@ -485,7 +485,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str]) -> Dict[str, Any]:
-  host_memory.tune()  # before JAX starts its threads; see slam_jax/host_memory.py
+  host_memory.tune()  # before JAX starts its threads; see slam_jax/perf/host_memory.py
   peer, json_path, mode, gin_files, bindings = parse_args(argv)
   if mode:
     bindings.append(f"slam_jax.bench.BenchConfig.mode = {mode!r}")
@@ -493,7 +493,7 @@ def main(argv: Sequence[str]) -> Dict[str, Any]:
   jax.config.update("jax_threefry_partitionable", True)
   config = BenchConfig()
   if config.mode == "memory":
-    from slam_jax import bench_memory  # pylint: disable=g-import-not-at-top
+    from slam_jax.bench import memory as bench_memory  # pylint: disable=g-import-not-at-top
     report = bench_memory.run(config)
     print(bench_memory.format_table(report), flush=True)
   else:
@@ -506,9 +506,3 @@ def main(argv: Sequence[str]) -> Dict[str, Any]:
       json.dump(report, f, indent=1, default=str)
     print(f"[slam_jax.bench] wrote {json_path}", flush=True)
   return report
-
-
-if __name__ == "__main__":
-  # Run the importable module's copy, so gin bindings name `slam_jax.bench.BenchConfig`.
-  from slam_jax import bench as _bench  # pylint: disable=g-import-not-at-top,import-self
-  _bench.main(sys.argv[1:])
