@@ -21,11 +21,11 @@ import jax
 import numpy as np
 
 from slam_jax import checkpoints as checkpoints_lib
-from slam_jax import flops as flops_lib
-from slam_jax import host_memory
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax import types
+from slam_jax.perf import flops as flops_lib
+from slam_jax.perf import host_memory
 
 FRAME_SECONDS = 0.01  # 10 ms hop of the log-mel front end.
 

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from slam_jax import host_memory
+from slam_jax.perf import host_memory
 
 # Allocates, touches and frees a 256 MiB array; prints from glibc's mallinfo2 the change in blocks
 # served by their own mmap (hblks) while held and after the free, and the heap's size after it.
 _PROBE = """
 import ctypes, sys
-from slam_jax import host_memory
+from slam_jax.perf import host_memory
 host_memory.tune()
 import numpy as np
 
