@@ -13,21 +13,19 @@ Every sub-block is position-wise except attention (masked by segment ids) and th
 not depend on padding.
 """
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from slam_jax.models import attention as attention_lib
+from slam_jax.models import config as config_lib
 from slam_jax.models import layers as layers_lib
-
-if TYPE_CHECKING:  # pragma: no cover
-  from slam_jax.models.encoder import EncoderConfig
 
 
 class FeedForward(nn.Module):
   """LN -> dense(ffn_dim) -> swish -> dropout -> dense(model_dim) -> dropout."""
-  config: "EncoderConfig"
+  config: config_lib.EncoderConfig
   deterministic: bool = True
 
   @nn.compact
@@ -45,7 +43,7 @@ class FeedForward(nn.Module):
 
 class ConvModule(nn.Module):
   """LN -> pointwise(2D) -> GLU -> depthwise conv -> norm -> swish -> pointwise(D) -> dropout."""
-  config: "EncoderConfig"
+  config: config_lib.EncoderConfig
   deterministic: bool = True
 
   @nn.compact
@@ -88,7 +86,7 @@ class ConformerBlock(nn.Module):
     config: EncoderConfig.
     deterministic: disables dropout (set at construction so scan/remat see a static value).
   """
-  config: "EncoderConfig"
+  config: config_lib.EncoderConfig
   deterministic: bool = True
 
   @nn.compact
@@ -122,7 +120,7 @@ class ConformerStack(nn.Module):
     config: EncoderConfig (scan_layers, remat_policy, sizes).
     num_layers: depth of this stack.
   """
-  config: "EncoderConfig"
+  config: config_lib.EncoderConfig
   num_layers: int
 
   @nn.compact
