@@ -1,14 +1,13 @@
 """Imports every module that registers gin configurables, so gin files can be parsed.
 
-Importing this is what `slam_jax.train.parse_gin` does before reading any gin file; the seqio
-task registrations (`tasks`) are imported too, so MIXTURE_OR_TASK_NAME can name any of them.
+Importing this is what `slam_jax.train.parse_gin` does before reading any gin file (the entry
+point itself, `slam_jax.train`, is already imported then). The seqio task registrations (`tasks`)
+are imported by the entry points, never by the library: see `slam_jax.train.parse_gin`.
 """
 # pylint: disable=unused-import
-import tasks
 from slam_jax import checkpoints
 from slam_jax import model
 from slam_jax import partitioning
-from slam_jax import train
 from slam_jax import trainer
 from slam_jax.data import pipeline
 from slam_jax.data import synthetic

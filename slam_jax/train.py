@@ -363,6 +363,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], import_tasks: b
   """
   if import_tasks:
     import slam_jax.configurables  # pylint: disable=g-import-not-at-top,unused-import
+    import tasks  # pylint: disable=g-import-not-at-top,unused-import  (MIXTURE_OR_TASK_NAME)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   gin.add_config_file_search_path(root)
   gin.add_config_file_search_path(os.getcwd())

@@ -185,7 +185,7 @@ def test_memorises_a_fixed_batch():
 
 
 def test_objective_gin_files_build_the_model():
-  from slam_jax import configurables  # noqa: F401  (registers train.model and friends)
+  from slam_jax import configurables  # noqa: F401  (registers the model configurables)
   try:
     gin.parse_config_files_and_bindings(["gin/models/tiny.gin", "gin/objectives/tiny.gin"], [])
     tiny = model_lib.make_model()
