@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 export SLAM_DATA_DIR="${SLAM_DATA_DIR:-$PWD/data/demo}"
 if [[ ! -f "$SLAM_DATA_DIR/manifest.json" ]]; then
   echo "[slam_jax] building the demo corpus in $SLAM_DATA_DIR (offline, ~2 min)..."
-  python -m slam_jax.data.corpus --out "$SLAM_DATA_DIR"
+  python -m slam_jax.data.demo --out "$SLAM_DATA_DIR"
 fi
 MODEL_DIR="runs/slam_demo_tiny-$(date +%Y%m%d-%H%M%S)"
 echo "[slam_jax] training into $MODEL_DIR"

@@ -1,4 +1,4 @@
-"""Demo tasks over the offline corpus of `python -m slam_jax.data.corpus --out DIR`.
+"""Demo tasks over the offline corpus of `python -m slam_jax.data.demo --out DIR`.
 
   slam_demo_text     TEXT rows    DIR/text/SPLIT/**/*.trans.txt
   slam_demo_speech   SPEECH rows  DIR/prepared/speech/SPLIT.tfrecord-*
@@ -68,7 +68,7 @@ def register_demo_tasks(data_dir: Optional[str] = None, text_shuffle_buffer: int
     text_shuffle_buffer: examples in the text task's shuffle buffer.
     speech_shuffle_buffer: examples in each speech task's shuffle buffer.
   """
-  hint = ("build the demo corpus: `python -m slam_jax.data.corpus --out DIR` and set "
+  hint = ("build the demo corpus: `python -m slam_jax.data.demo --out DIR` and set "
           "$SLAM_DATA_DIR or gin demo_data_dir.data_dir")
   vocabulary = common.make_vocabulary(functools.partial(_vocab_path, data_dir))
   common.register_task(

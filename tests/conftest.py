@@ -25,7 +25,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-  from slam_jax.data import corpus  # pylint: disable=g-import-not-at-top
+  from slam_jax.data.demo import corpus  # pylint: disable=g-import-not-at-top
   root = os.path.join(str(tmp_path_factory.getbasetemp()), "slam_tiny_corpus")
   return corpus.ensure_built(root, seed=0, size_name="tiny")
 

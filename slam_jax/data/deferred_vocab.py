@@ -29,7 +29,7 @@ class DeferredSentencePieceVocabulary(seqio.SentencePieceVocabulary):
     if self._model is None and not tf.io.gfile.exists(path):
       raise FileNotFoundError(
           f"SentencePiece model {path} does not exist: build the demo corpus with "
-          "`python -m slam_jax.data.corpus --out DIR` (it trains DIR/vocab/spm.model), train one "
+          "`python -m slam_jax.data.demo --out DIR` (it trains DIR/vocab/spm.model), train one "
           "with `python -m slam_jax.data.vocab`, or bind tasks.vocabulary_path.path in gin.")
     return super()._model_context()
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from slam_jax.data import grammar
+from slam_jax.data.demo import grammar
 from slam_jax.data import prepare
 from slam_jax.data import preprocessors
 from slam_jax.data import vocab

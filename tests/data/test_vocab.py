@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from slam_jax.data import deferred_vocab
-from slam_jax.data import grammar
+from slam_jax.data.demo import grammar
 from slam_jax.data import vocab
 
 
@@ -50,7 +50,7 @@ def test_deferred_vocabulary_resolves_late(model_path):
   box = {"path": "/nonexistent/spm.model"}
   path_fn = lambda: box["path"]
   v = deferred_vocab.DeferredSentencePieceVocabulary(path_fn)
-  with pytest.raises(FileNotFoundError, match="slam_jax.data.corpus"):
+  with pytest.raises(FileNotFoundError, match="slam_jax.data.demo"):
     v.encode("hello")
   box["path"] = model_path
   assert v.decode(v.encode("the dog")) == "the dog"

@@ -33,7 +33,7 @@ def test_everything_is_registered():
 
 def test_missing_data_names_the_fix(tmp_path, gin_config):
   demo.register_demo_tasks(str(tmp_path / "nowhere"))
-  with pytest.raises(FileNotFoundError, match="slam_jax.data.corpus"):
+  with pytest.raises(FileNotFoundError, match="slam_jax.data.demo"):
     seqio.get_mixture_or_task("slam_demo_speech").get_dataset({"speech": 10, "text": 4})
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 import soundfile
 
-from slam_jax.data import corpus
+from slam_jax.data.demo import corpus
 from slam_jax.data import layout
 
 

@@ -1,6 +1,6 @@
 """Build the offline demo corpus: text-only, speech-only and paired English, no network.
 
-  python -m slam_jax.data.corpus --out DIR [--seed 0] [--size small|tiny] [--workers 2]
+  python -m slam_jax.data.demo --out DIR [--seed 0] [--size small|tiny] [--workers 2]
 
 Writes, for split in {train, validation}:
   DIR/text/SPLIT/DOC/CHAPTER/DOC-CHAPTER.trans.txt        text-only set (transcript files only)
@@ -36,8 +36,8 @@ from typing import Dict, List, Optional, Sequence
 
 from slam_jax import types
 from slam_jax.data import audio as audio_lib
-from slam_jax.data import espeak
-from slam_jax.data import grammar as grammar_lib
+from slam_jax.data.demo import espeak
+from slam_jax.data.demo import grammar as grammar_lib
 from slam_jax.data import layout
 
 SPLITS = ("train", "validation")
@@ -262,7 +262,7 @@ def render_readme(manifest: Dict) -> str:
   lines = [
       "# slam_jax demo corpus",
       "",
-      f"Built by `python -m slam_jax.data.corpus --out DIR --seed {manifest['seed']} "
+      f"Built by `python -m slam_jax.data.demo --out DIR --seed {manifest['seed']} "
       f"--size {manifest['size']}` (offline: grammar sentences, eSpeak NG speech).",
       f"Build time: {manifest['build_seconds']['total']} s with {manifest['workers']} workers.",
       "",
