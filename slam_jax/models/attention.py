@@ -50,6 +50,14 @@ def relative_index(positions: jnp.ndarray, max_distance: int) -> jnp.ndarray:
   return jnp.clip(rel, -max_distance, max_distance) + max_distance
 
 
+def shaw_index(positions: jnp.ndarray, left: int, right: int) -> jnp.ndarray:
+  """int32 [batch, q, k]: clip(pos_k - pos_q, -left, right) + left, an index into the
+  (left + right + 1)-entry distance table of the 'shaw' position term (HF Wav2Vec2Bert's
+  `relative_key`: keys up to `left` frames before the query and `right` after)."""
+  rel = positions[:, None, :].astype(jnp.int32) - positions[:, :, None].astype(jnp.int32)
+  return jnp.clip(rel, -left, right) + left
+
+
 def attention_inputs(segment_ids: jnp.ndarray, positions: jnp.ndarray,
                      max_distance: int) -> Tuple[jnp.ndarray, jnp.ndarray]:
   """(mask [b,1,q,k] bool, relative index [b,q,k] int32), computed once per stack."""
@@ -149,6 +157,11 @@ class RelativeSelfAttention(nn.Module):
     dtype: compute dtype (params are fp32).
     implementation: one of IMPLEMENTATIONS (see the module docstring); 'xla' and 'cudnn' need
       dropout_rate == 0.
+    position_term: 'transformer_xl' (above) or 'shaw': logit[h, i, j] = (q_i . k_j + q_i .
+      E[clip(p_j - p_i, -L, R) + L]) / sqrt(head_dim) with E a learned [L+R+1, head_dim] table
+      ('distance_embedding', shared by the heads; no u/v biases, no pos_proj), rel_index from
+      `shaw_index` (Shaw et al. 2018; HF Wav2Vec2Bert's 'relative_key').
+    shaw_distances: (L, R) of the 'shaw' term.
   """
   num_heads: int
   head_dim: int
@@ -156,6 +169,8 @@ class RelativeSelfAttention(nn.Module):
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
   implementation: str = "slam"
+  position_term: str = "transformer_xl"
+  shaw_distances: Tuple[int, int] = (64, 8)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, rel_index: jnp.ndarray,
@@ -179,18 +194,28 @@ class RelativeSelfAttention(nn.Module):
     q = proj("query")(x) * jnp.asarray(d ** -0.5, self.dtype)  # [b, q, h, d]
     k = proj("key")(x)
     v = proj("value")(x)
-    u_bias = self.param("u_bias", layers_lib.partitioned(nn.initializers.zeros, ("heads", "kv")),
-                        (h, d), jnp.float32)
-    v_bias = self.param("v_bias", layers_lib.partitioned(nn.initializers.zeros, ("heads", "kv")),
-                        (h, d), jnp.float32)
-    scale = d ** -0.5
-    # Relative embedding table for distances -M..M: sinusoid -> linear (no bias).
-    table = layers_lib.sinusoidal_embedding(jnp.arange(-m, m + 1), embed).astype(self.dtype)
-    r = layers_lib.dense((h, d), ("embed", "heads", "kv"), dtype=self.dtype, use_bias=False,
-                         name="pos_proj")(table)  # [2m+1, h, d]
-
-    qu = q + (u_bias * scale).astype(self.dtype)[None, None]
-    qv = q + (v_bias * scale).astype(self.dtype)[None, None]
+    if self.position_term == "shaw":
+      left, right = self.shaw_distances
+      table = self.param("distance_embedding",
+                         layers_lib.partitioned(nn.initializers.normal(stddev=0.02),
+                                                (None, "kv")),
+                         (left + right + 1, d), jnp.float32)
+      r = jnp.broadcast_to(table.astype(self.dtype)[:, None, :], (left + right + 1, h, d))
+      qu = qv = q
+    else:
+      u_bias = self.param("u_bias",
+                          layers_lib.partitioned(nn.initializers.zeros, ("heads", "kv")),
+                          (h, d), jnp.float32)
+      v_bias = self.param("v_bias",
+                          layers_lib.partitioned(nn.initializers.zeros, ("heads", "kv")),
+                          (h, d), jnp.float32)
+      scale = d ** -0.5
+      # Relative embedding table for distances -M..M: sinusoid -> linear (no bias).
+      table = layers_lib.sinusoidal_embedding(jnp.arange(-m, m + 1), embed).astype(self.dtype)
+      r = layers_lib.dense((h, d), ("embed", "heads", "kv"), dtype=self.dtype, use_bias=False,
+                           name="pos_proj")(table)  # [2m+1, h, d]
+      qu = q + (u_bias * scale).astype(self.dtype)[None, None]
+      qv = q + (v_bias * scale).astype(self.dtype)[None, None]
     if self.implementation not in IMPLEMENTATIONS:
       raise ValueError(f"RelativeSelfAttention.implementation must be one of {IMPLEMENTATIONS}, "
                        f"got {self.implementation!r}")

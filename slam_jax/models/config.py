@@ -15,6 +15,15 @@ from slam_jax.models import layers as layers_lib
 
 CONV_NORMS = ("layer", "group")
 DTYPES = ("float32", "bfloat16")
+# Speech front ends: 'conv2d' (two 3x3 stride-2 convs, 4x; SLAM / w2v-BERT) or 'stacked'
+# (`stack_frames` consecutive frames concatenated -> LayerNorm -> linear; w2v-BERT 2.0 / HF
+# Wav2Vec2BertModel's feature projection, 2x).
+FRONT_ENDS = ("conv2d", "stacked")
+# Attention position terms: 'transformer_xl' (sinusoid -> projection, u/v biases, distances
+# clipped to [-M, M]) or 'shaw' (a learned per-layer distance embedding shared by the heads,
+# key-minus-query distances clamped to [-shaw_left_distance, shaw_right_distance]: HF
+# Wav2Vec2Bert's position_embeddings_type='relative_key').
+POSITION_TERMS = ("transformer_xl", "shaw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +53,20 @@ class EncoderConfig:
     attention_implementation: 'slam' (our attention core, any backend), 'cudnn' (cuDNN fused
       attention through jax.nn.dot_product_attention; NVIDIA GPUs, bf16) or 'xla' (the same call
       on XLA). 'cudnn' and 'xla' need attention_dropout_rate == 0.
+
+  Options for matching w2v-BERT 2.0 (HF `Wav2Vec2BertModel`; see gin/models/w2v_bert_2_0.gin and
+  docs/interop.md). Their defaults keep SLAM's architecture and parameter names unchanged:
+    front_end: one of FRONT_ENDS ('conv2d' default; 'stacked' ignores subsampling_channels).
+    stack_frames: frames concatenated per step by the 'stacked' front end.
+    input_projection: a dense layer between the front end (and span masking) and the speech
+      stack (True, SLAM); HF has none.
+    conv_causal: the depthwise conv reads the K-1 previous frames (left padding K-1) instead of a
+      centred window.
+    conv_bias: biases in the conv module's pointwise and depthwise layers (HF has none).
+    position_term: one of POSITION_TERMS.
+    shaw_left_distance, shaw_right_distance: clamps of the 'shaw' term (HF: 64 and 8).
+    layer_norm_epsilon: of the Conformer layers' and the stacked front end's LayerNorms (HF:
+      1e-5; the text embedder keeps 1e-6).
   """
   model_dim: int
   num_heads: int
@@ -63,11 +86,20 @@ class EncoderConfig:
   scan_layers: bool = True
   remat_policy: str = "none"
   attention_implementation: str = "slam"
+  front_end: str = "conv2d"
+  stack_frames: int = 2
+  input_projection: bool = True
+  conv_causal: bool = False
+  conv_bias: bool = True
+  position_term: str = "transformer_xl"
+  shaw_left_distance: int = 64
+  shaw_right_distance: int = 8
+  layer_norm_epsilon: float = 1e-6
 
   def __post_init__(self):
     positive = ("model_dim", "num_heads", "ffn_dim", "conv_kernel_size", "num_speech_layers",
                 "num_shared_layers", "vocab_size", "num_mel_bins", "subsampling_channels",
-                "max_relative_distance", "conv_norm_groups")
+                "max_relative_distance", "conv_norm_groups", "stack_frames")
     for name in positive:
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -102,6 +134,20 @@ class EncoderConfig:
       raise ValueError(f"EncoderConfig.attention_implementation="
                        f"{self.attention_implementation!r} has no attention dropout: set "
                        f"attention_dropout_rate=0 or attention_implementation='slam'")
+    for name, choices in (("front_end", FRONT_ENDS), ("position_term", POSITION_TERMS)):
+      if getattr(self, name) not in choices:
+        raise ValueError(f"EncoderConfig.{name} must be one of {choices}, "
+                         f"got {getattr(self, name)!r}")
+    for name in ("input_projection", "conv_causal", "conv_bias"):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"EncoderConfig.{name} must be a bool, got {getattr(self, name)!r}")
+    for name in ("shaw_left_distance", "shaw_right_distance"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"EncoderConfig.{name} must be an int >= 0, got {value!r}")
+    if not 0.0 < self.layer_norm_epsilon < 1.0:
+      raise ValueError(f"EncoderConfig.layer_norm_epsilon must be in (0, 1), "
+                       f"got {self.layer_norm_epsilon!r}")
     if self.remat_policy not in layers_lib.REMAT_CHOICES:
       raise ValueError(f"EncoderConfig.remat_policy must be one of "
                        f"{list(layers_lib.REMAT_CHOICES)}, got {self.remat_policy!r}")
@@ -126,6 +172,16 @@ class EncoderConfig:
 #    "character-level text"); width/depth/vocab here are sized to land near 2B and are unverified.
 #  - base: an in-between development size (no paper source).
 #  - tiny: seconds on CPU, for tests and smoke runs (no paper source).
+#  - w2v_bert_2_0: w2v-BERT 2.0 (Seamless, 600M; HF `facebook/w2v-bert-2.0`, `Wav2Vec2BertModel`
+#    defaults): 24 Conformer layers of dim 1024, 16 heads, FFN 4096, causal depthwise kernel 31
+#    with LayerNorm, no conv biases, Shaw distances [-64, +8], LayerNorm eps 1e-5, two 80-bin
+#    fbank frames stacked (160 dims) -> LayerNorm -> linear. The 8 speech-only + 16 shared split
+#    follows fairseq2's w2v-BERT 600m (the last 16 layers are the MLM "BERT" layers; its 300m arch
+#    is 12 layers with 8 of them BERT): verify before quoting. Text side: SLAM's 32k vocabulary.
+#  - w2v_bert_tiny: the same architecture at test size (parity tests against transformers).
+_W2V_BERT = dict(front_end="stacked", stack_frames=2, input_projection=False, conv_causal=True,
+                 conv_bias=False, conv_norm="layer", position_term="shaw", shaw_left_distance=64,
+                 shaw_right_distance=8, layer_norm_epsilon=1e-5)
 PRESETS: Dict[str, Dict[str, Any]] = {
     "tiny": dict(model_dim=32, num_heads=2, ffn_dim=64, conv_kernel_size=3, num_speech_layers=1,
                  num_shared_layers=1, vocab_size=128, subsampling_channels=4,
@@ -139,6 +195,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "2b": dict(model_dim=1536, num_heads=16, ffn_dim=6144, conv_kernel_size=5,
                num_speech_layers=8, num_shared_layers=28, vocab_size=4096,
                subsampling_channels=128),
+    "w2v_bert_2_0": dict(model_dim=1024, num_heads=16, ffn_dim=4096, conv_kernel_size=31,
+                         num_speech_layers=8, num_shared_layers=16, vocab_size=32000,
+                         **_W2V_BERT),
+    "w2v_bert_tiny": dict(model_dim=32, num_heads=2, ffn_dim=64, conv_kernel_size=5,
+                          num_speech_layers=1, num_shared_layers=2, vocab_size=128,
+                          **{**_W2V_BERT, "shaw_left_distance": 6, "shaw_right_distance": 2}),
 }
 
 
@@ -176,15 +238,24 @@ def make_encoder_config(preset: str = "tiny",
                         dtype: Optional[str] = None,
                         scan_layers: Optional[bool] = None,
                         remat_policy: Optional[str] = None,
-                        attention_implementation: Optional[str] = None) -> EncoderConfig:
+                        attention_implementation: Optional[str] = None,
+                        front_end: Optional[str] = None,
+                        stack_frames: Optional[int] = None,
+                        input_projection: Optional[bool] = None,
+                        conv_causal: Optional[bool] = None,
+                        conv_bias: Optional[bool] = None,
+                        position_term: Optional[str] = None,
+                        shaw_left_distance: Optional[int] = None,
+                        shaw_right_distance: Optional[int] = None,
+                        layer_norm_epsilon: Optional[float] = None) -> EncoderConfig:
   """Gin entry point for the encoder architecture: a preset plus explicit field overrides.
 
   gin/models/<size>.gin bind `make_encoder_config.preset` and any field; unset (None) fields keep
   the preset's value. Layers never read gin: they receive the returned EncoderConfig.
 
   Args:
-    preset: one of PRESETS ('tiny', 'base', '600m', '2b').
-    model_dim ... attention_implementation: EncoderConfig fields (see its docstring); None =
+    preset: one of PRESETS ('tiny', 'base', '600m', '2b', 'w2v_bert_2_0', 'w2v_bert_tiny').
+    model_dim ... layer_norm_epsilon: EncoderConfig fields (see its docstring); None =
       preset value.
 
   Returns:

@@ -3,8 +3,8 @@
 Block, pre-norm residuals (the macaron layout):
   x = x + 0.5 * FFN(LN(x))
   x = x + Dropout(MHSA_relpos(LN(x)))
-  x = x + ConvModule(LN(x))   # pointwise -> GLU -> depthwise (segment-aware) -> norm -> swish
-                              #   -> pointwise
+  x = x + ConvModule(LN(x))   # pointwise -> GLU -> depthwise (segment-aware; centred, or causal
+                              #   with `conv_causal`) -> norm -> swish -> pointwise
   x = x + 0.5 * FFN(LN(x))
   x = LN(x)
 
@@ -32,7 +32,7 @@ class FeedForward(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     cfg = self.config
     dtype = cfg.compute_dtype
-    y = layers_lib.layer_norm(dtype, name="norm")(x)
+    y = layers_lib.layer_norm(dtype, name="norm", epsilon=cfg.layer_norm_epsilon)(x)
     y = layers_lib.dense(cfg.ffn_dim, ("embed", "mlp"), dtype=dtype, name="wi")(y)
     y = nn.with_logical_constraint(y, ("batch", "length", "mlp"))
     y = nn.swish(y)
@@ -51,17 +51,22 @@ class ConvModule(nn.Module):
     cfg = self.config
     dtype = cfg.compute_dtype
     d = cfg.model_dim
-    y = layers_lib.layer_norm(dtype, name="norm")(x)
-    y = layers_lib.dense(2 * d, ("embed", "mlp"), dtype=dtype, name="pointwise_in")(y)
+    y = layers_lib.layer_norm(dtype, name="norm", epsilon=cfg.layer_norm_epsilon)(x)
+    y = layers_lib.dense(2 * d, ("embed", "mlp"), dtype=dtype, use_bias=cfg.conv_bias,
+                         name="pointwise_in")(y)
     y = nn.glu(y, axis=-1)
     kernel = self.param("depthwise_kernel",
                         layers_lib.partitioned(_depthwise_init, ("conv", "embed")),
                         (cfg.conv_kernel_size, d), jnp.float32)
-    bias = self.param("depthwise_bias", layers_lib.partitioned(nn.initializers.zeros, ("embed",)),
-                      (d,), jnp.float32)
-    y = layers_lib.depthwise_conv1d(y, kernel.astype(dtype), segment_ids, bias.astype(dtype))
+    bias = None
+    if cfg.conv_bias:
+      bias = self.param("depthwise_bias",
+                        layers_lib.partitioned(nn.initializers.zeros, ("embed",)),
+                        (d,), jnp.float32).astype(dtype)
+    y = layers_lib.depthwise_conv1d(y, kernel.astype(dtype), segment_ids, bias,
+                                    causal=cfg.conv_causal)
     if cfg.conv_norm == "layer":
-      y = layers_lib.layer_norm(dtype, name="conv_norm")(y)
+      y = layers_lib.layer_norm(dtype, name="conv_norm", epsilon=cfg.layer_norm_epsilon)(y)
     else:
       y = layers_lib.masked_group_norm(y, segment_ids > 0, cfg.conv_norm_groups)
       ones = layers_lib.partitioned(nn.initializers.ones, ("embed",))
@@ -70,7 +75,8 @@ class ConvModule(nn.Module):
       shift = self.param("conv_norm_bias", zeros, (d,), jnp.float32)
       y = (y * scale[None, None, :] + shift[None, None, :]).astype(dtype)
     y = nn.swish(y)
-    y = layers_lib.dense(d, ("mlp", "embed"), dtype=dtype, name="pointwise_out")(y)
+    y = layers_lib.dense(d, ("mlp", "embed"), dtype=dtype, use_bias=cfg.conv_bias,
+                         name="pointwise_out")(y)
     return nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
 
 
@@ -97,18 +103,20 @@ class ConformerBlock(nn.Module):
     det = self.deterministic
     x = x.astype(dtype)
     x = layers_lib.constrain(x + 0.5 * FeedForward(cfg, det, name="ffn_in")(x))
-    y = layers_lib.layer_norm(dtype, name="attn_norm")(x)
+    y = layers_lib.layer_norm(dtype, name="attn_norm", epsilon=cfg.layer_norm_epsilon)(x)
     y = attention_lib.RelativeSelfAttention(
         num_heads=cfg.num_heads, head_dim=cfg.model_dim // cfg.num_heads,
         max_relative_distance=cfg.max_relative_distance,
         dropout_rate=cfg.attention_dropout_rate, dtype=dtype,
-        implementation=cfg.attention_implementation, name="attention")(
+        implementation=cfg.attention_implementation, position_term=cfg.position_term,
+        shaw_distances=(cfg.shaw_left_distance, cfg.shaw_right_distance), name="attention")(
             y, attn_mask, rel_index, deterministic=det)
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=det)
     x = layers_lib.constrain(x + y)
     x = layers_lib.constrain(x + ConvModule(cfg, det, name="conv")(x, segment_ids))
     x = layers_lib.constrain(x + 0.5 * FeedForward(cfg, det, name="ffn_out")(x))
-    x = layers_lib.constrain(layers_lib.layer_norm(dtype, name="final_norm")(x))
+    x = layers_lib.constrain(layers_lib.layer_norm(dtype, name="final_norm",
+                                                     epsilon=cfg.layer_norm_epsilon)(x))
     return x, None
 
 
@@ -143,8 +151,13 @@ class ConformerStack(nn.Module):
     cfg = self.config
     if conv_segment_ids is None:
       conv_segment_ids = segment_ids
-    attn_mask, rel_index = attention_lib.attention_inputs(
-        segment_ids, positions, cfg.max_relative_distance)
+    if cfg.position_term == "shaw":
+      attn_mask = attention_lib.attention_mask(segment_ids)
+      rel_index = attention_lib.shaw_index(positions, cfg.shaw_left_distance,
+                                           cfg.shaw_right_distance)
+    else:
+      attn_mask, rel_index = attention_lib.attention_inputs(
+          segment_ids, positions, cfg.max_relative_distance)
     block = ConformerBlock
     if cfg.remat_policy != "none":
       block = nn.remat(block, policy=layers_lib.remat_policy(cfg.remat_policy),

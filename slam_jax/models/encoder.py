@@ -61,8 +61,9 @@ class EncoderOutputs:
 
 
 class SlamEncoder(nn.Module):
-  """The SLAM encoder. Param tree: feature_encoder, input_projection, speech_stack, text_embedder,
-  shared_stack, mask_embedding [D], modality_embedding [2, D] (stable names: checkpoint format).
+  """The SLAM encoder. Param tree: feature_encoder, input_projection (absent when
+  `config.input_projection` is False), speech_stack, text_embedder, shared_stack, mask_embedding
+  [D], modality_embedding [2, D] (stable names: checkpoint format).
 
   Attributes:
     config: EncoderConfig.
@@ -73,8 +74,13 @@ class SlamEncoder(nn.Module):
     cfg = self.config
     dtype = cfg.compute_dtype
     d = cfg.model_dim
-    self.feature_encoder = speech_lib.FeatureEncoder(d, cfg.subsampling_channels, dtype)
-    self.input_projection = layers_lib.dense(d, ("embed", "mlp"), dtype=dtype)
+    if cfg.front_end == "stacked":
+      self.feature_encoder = speech_lib.StackedFrames(d, cfg.stack_frames,
+                                                      cfg.layer_norm_epsilon, dtype)
+    else:
+      self.feature_encoder = speech_lib.FeatureEncoder(d, cfg.subsampling_channels, dtype)
+    if cfg.input_projection:
+      self.input_projection = layers_lib.dense(d, ("embed", "mlp"), dtype=dtype)
     self.speech_stack = conformer_lib.ConformerStack(cfg, cfg.num_speech_layers)
     self.text_embedder = text_lib.TextEmbedder(cfg.vocab_size, d, cfg.dropout_rate, dtype)
     self.shared_stack = conformer_lib.ConformerStack(cfg, cfg.num_shared_layers)
@@ -90,7 +96,8 @@ class SlamEncoder(nn.Module):
   @staticmethod
   def subsampled_mask(config: EncoderConfig, speech_mask: jnp.ndarray) -> jnp.ndarray:
     """bool [B, T'] valid frames after the feature encoder (to sample span masks on)."""
-    del config  # The front end's arithmetic is fixed (two 3x3 stride-2 convs).
+    if config.front_end == "stacked":
+      return speech_lib.stacked_mask(speech_mask, config.stack_frames)
     return speech_lib.subsampled_mask(speech_mask)
 
   def __call__(self, speech_features: jnp.ndarray, speech_mask: jnp.ndarray,
@@ -130,7 +137,8 @@ class SlamEncoder(nn.Module):
                          f" for speech_mask of shape {(batch, frames)}")
       replace = (speech_span_mask.astype(bool) & speech_valid)[..., None]
       x = jnp.where(replace, self.mask_embedding.astype(dtype)[None, None, :], x)
-    x = self.input_projection(x)
+    if cfg.input_projection:
+      x = self.input_projection(x)
     x = self.feature_dropout(x, deterministic=deterministic)
     speech_segments = speech_valid.astype(jnp.int32)
     speech_positions = jnp.broadcast_to(jnp.arange(t_sub, dtype=jnp.int32)[None, :],

@@ -6,6 +6,7 @@ Parameters are annotated with logical axis names (t5x style; the mesh rules live
 (the scan axis, added by `nn.scan`).
 """
 
+import functools
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
@@ -178,12 +179,13 @@ def dense(features, axes: Tuple[Optional[str], ...], *, dtype, use_bias: bool = 
                       dtype=dtype, kernel_init=kernel_init, name=name)
 
 
-def layer_norm(dtype, name: Optional[str] = None) -> nn.LayerNorm:
-  """LayerNorm over the last axis (statistics in fp32), params named ('embed',)."""
+def layer_norm(dtype, name: Optional[str] = None, epsilon: float = 1e-6,
+               axis_name: Optional[str] = "embed") -> nn.LayerNorm:
+  """LayerNorm over the last axis (statistics in fp32), params named (axis_name,)."""
   return nn.LayerNorm(
-      epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32,
-      scale_init=partitioned(nn.initializers.ones, ("embed",)),
-      bias_init=partitioned(nn.initializers.zeros, ("embed",)), name=name)
+      epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32,
+      scale_init=partitioned(nn.initializers.ones, (axis_name,)),
+      bias_init=partitioned(nn.initializers.zeros, (axis_name,)), name=name)
 
 
 def sinusoidal_embedding(positions: jnp.ndarray, dim: int) -> jnp.ndarray:
@@ -203,51 +205,54 @@ def sinusoidal_embedding(positions: jnp.ndarray, dim: int) -> jnp.ndarray:
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def neighbour_valid(segment_ids: jnp.ndarray, kernel_size: int) -> jnp.ndarray:
-  """For each tap of a centred 1-D kernel: is the neighbour in the same (non-padding) segment?
+def neighbour_valid(segment_ids: jnp.ndarray, kernel_size: int,
+                    left: Optional[int] = None) -> jnp.ndarray:
+  """For each tap of a 1-D kernel: is the neighbour in the same (non-padding) segment?
 
   Args:
     segment_ids: int [batch, time]; 0 = padding.
-    kernel_size: odd K.
+    kernel_size: K.
+    left: how many taps lie before the current frame (K//2, the default, for a centred kernel;
+      K-1 for a causal one).
 
   Returns:
-    bool [K, batch, time]: tap k of position t reads position t + k - K//2, and that is allowed only
-    when the neighbour exists and carries the same segment id (> 0) as position t.
+    bool [K, batch, time]: tap k of position t reads position t + k - left, and that is allowed
+    only when the neighbour exists and carries the same segment id (> 0) as position t.
   """
-  half = kernel_size // 2
+  left = kernel_size // 2 if left is None else left
   time = segment_ids.shape[1]
-  padded = jnp.pad(segment_ids, ((0, 0), (half, half)))  # outside the array: segment 0
+  padded = jnp.pad(segment_ids, ((0, 0), (left, kernel_size - 1 - left)))  # outside: segment 0
   taps = [padded[:, k:k + time] for k in range(kernel_size)]
   same = jnp.stack(taps, axis=0) == segment_ids[None]
   return same & (segment_ids[None] > 0)
 
 
-def _pad_time(x: jnp.ndarray, kernel_size: int) -> jnp.ndarray:
-  """x [B, T, C] zero-padded by K//2 frames on both sides of time."""
-  half = kernel_size // 2
-  return jnp.pad(x, ((0, 0), (half, half), (0, 0)))
+def _pad_time(x: jnp.ndarray, kernel_size: int, left: int) -> jnp.ndarray:
+  """x [B, T, C] zero-padded by `left` frames before and K-1-left after along time."""
+  return jnp.pad(x, ((0, 0), (left, kernel_size - 1 - left), (0, 0)))
 
 
 def _tap(x_pad: jnp.ndarray, valid: jnp.ndarray, k) -> jnp.ndarray:
-  """Tap k (a Python int, or traced inside a loop): x shifted by k - K//2 along time, zero where
-  `valid[k]` is False. `x_pad` is `_pad_time(x, K)`."""
+  """Tap k (a Python int, or traced inside a loop): x shifted by k - left along time, zero where
+  `valid[k]` is False. `x_pad` is `_pad_time(x, K, left)`."""
   time = valid.shape[-1]
   shifted = jax.lax.dynamic_slice_in_dim(x_pad, k, time, axis=1)
   keep = jax.lax.dynamic_index_in_dim(valid, k, axis=0, keepdims=False)
   return jnp.where(keep[..., None], shifted, jnp.zeros((), x_pad.dtype))
 
 
-def _shifted_taps(x: jnp.ndarray, valid: jnp.ndarray):
+def _shifted_taps(x: jnp.ndarray, valid: jnp.ndarray, left: int):
   """Yields (k, tap k) for every tap of the kernel (see `_tap`)."""
-  x_pad = _pad_time(x, valid.shape[0])
+  x_pad = _pad_time(x, valid.shape[0], left)
   for k in range(valid.shape[0]):
     yield k, _tap(x_pad, valid, k)
 
 
-def _shift_add(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+def _shift_add(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray,
+               left: int) -> jnp.ndarray:
   """fp32 sum over taps k of tap_k(x) * kernel[k] (one fused loop: no per-tap arrays)."""
   acc = jnp.zeros(x.shape, jnp.float32)
-  for k, tap in _shifted_taps(x, valid):
+  for k, tap in _shifted_taps(x, valid, left):
     acc = acc + tap.astype(jnp.float32) * kernel[k].astype(jnp.float32)[None, None, :]
   return acc
 
@@ -282,13 +287,13 @@ def _in_chunks(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, kernel: jnp.ndarr
   return out.reshape(x.shape)
 
 
-def _tap_products(x: jnp.ndarray, g: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+def _tap_products(x: jnp.ndarray, g: jnp.ndarray, valid: jnp.ndarray, left: int) -> jnp.ndarray:
   """fp32 [K, C]: sum over (batch, time) of tap_k(x) * g.
 
   On XLA:CPU one tap per loop iteration: the loop keeps g's producer from being fused into, and
   recomputed by, each of the K reductions.
   """
-  x_pad = _pad_time(x, valid.shape[0])
+  x_pad = _pad_time(x, valid.shape[0], left)
   gf = g.astype(jnp.float32)
 
   def tap(k):
@@ -299,33 +304,39 @@ def _tap_products(x: jnp.ndarray, g: jnp.ndarray, valid: jnp.ndarray) -> jnp.nda
   return jnp.stack([tap(k) for k in range(valid.shape[0])])
 
 
-@jax.custom_vjp
-def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
-  return _in_chunks(_shift_add, x, kernel, valid)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, valid: jnp.ndarray, valid_rev: jnp.ndarray,
+               left: int) -> jnp.ndarray:
+  del valid_rev  # The backward pass's mask (see `_depthwise_bwd`).
+  return _in_chunks(functools.partial(_shift_add, left=left), x, kernel, valid)
 
 
-def _depthwise_fwd(x, kernel, valid):
-  return _depthwise(x, kernel, valid), (x, kernel, valid)
+def _depthwise_fwd(x, kernel, valid, valid_rev, left):
+  return _depthwise(x, kernel, valid, valid_rev, left), (x, kernel, valid, valid_rev)
 
 
-def _depthwise_bwd(residuals, g):
+def _depthwise_bwd(left, residuals, g):
   """Hand-written VJP: autodiff of the shifted multiply-adds materialises every masked tap
   and pads each tap's cotangent back (~10x the forward's time on XLA:CPU). The input's gradient
   is a tap loop over the cotangent; the kernel's is one (batch, time) reduction per tap."""
-  x, kernel, valid = residuals
-  # dx[s] = sum_k valid[k][s-k+h] g[s-k+h] w[k]; with j = K-1-k the mask is valid[j][s] (a
-  # neighbour relation is symmetric), so dx is the same conv of g with the kernel reversed.
-  dx = _in_chunks(_shift_add, g, kernel[::-1], valid).astype(x.dtype)
-  dkernel = _tap_products(x, g, valid)
-  return dx, dkernel.astype(kernel.dtype), None
+  x, kernel, valid, valid_rev = residuals
+  # dx[s] = sum_k valid[k][t] g[t] w[k] with t = s - k + left; with j = K-1-k, t = s + j - left'
+  # (left' = K-1-left) and, a neighbour relation being symmetric, the mask is valid_rev[j][s]
+  # (`neighbour_valid` with left'): dx is the conv of g with the kernel reversed and mirrored
+  # padding (the same padding for a centred kernel).
+  k = kernel.shape[0]
+  dx = _in_chunks(functools.partial(_shift_add, left=k - 1 - left), g, kernel[::-1],
+                  valid_rev).astype(x.dtype)
+  dkernel = _tap_products(x, g, valid, left)
+  return dx, dkernel.astype(kernel.dtype), None, None
 
 
 _depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def depthwise_conv1d(x: jnp.ndarray, kernel: jnp.ndarray, segment_ids: jnp.ndarray,
-                     bias: Optional[jnp.ndarray] = None) -> jnp.ndarray:
-  """Centred depthwise 1-D convolution as K shifted multiply-adds, segment-aware.
+                     bias: Optional[jnp.ndarray] = None, causal: bool = False) -> jnp.ndarray:
+  """Depthwise 1-D convolution (centred, or causal) as K shifted multiply-adds, segment-aware.
 
   Same numerics as `lax.conv_general_dilated(..., padding='SAME', feature_group_count=C)` (a
   cross-correlation) when every position is in one segment, but neighbours in another segment or in
@@ -336,15 +347,20 @@ def depthwise_conv1d(x: jnp.ndarray, kernel: jnp.ndarray, segment_ids: jnp.ndarr
 
   Args:
     x: [batch, time, channels].
-    kernel: [K, channels], K odd.
+    kernel: [K, channels] (K odd when centred).
     segment_ids: int [batch, time]; 0 = padding.
     bias: optional [channels].
+    causal: output t reads frames t-K+1 .. t (padding ((K-1, 0)), as w2v-BERT 2.0) instead of
+      t-K//2 .. t+K//2.
 
   Returns:
     [batch, time, channels] in x's dtype (accumulated in fp32).
   """
-  valid = neighbour_valid(segment_ids, kernel.shape[0])
-  acc = _depthwise(x, kernel, valid)
+  k = kernel.shape[0]
+  left = k - 1 if causal else k // 2
+  valid = neighbour_valid(segment_ids, k, left)
+  valid_rev = valid if k - 1 - left == left else neighbour_valid(segment_ids, k, k - 1 - left)
+  acc = _depthwise(x, kernel, valid, valid_rev, left)
   if bias is not None:
     acc = acc + bias.astype(jnp.float32)[None, None, :]
   return ad_checkpoint.checkpoint_name(acc.astype(x.dtype), DEPTHWISE_OUTPUT)

@@ -1,4 +1,5 @@
-"""Speech front of the encoder: the convolutional feature encoder and the length arithmetic.
+"""Speech front of the encoder: the convolutional feature encoder (SLAM's default), the stacked-frame
+front end (w2v-BERT 2.0's, `StackedFrames`) and their length arithmetic.
 
 Feature encoder (w2v-BERT, Chung et al. 2021, Sec. 2; SLAM, Bapna et al. 2021, Sec. 2): two 2-D
 convolutions over [time, mel], kernel 3x3, stride 2x2, ReLU (a 4x time reduction), flattened over
@@ -159,5 +160,49 @@ class FeatureEncoder(nn.Module):
     b, t, f, c = x.shape
     x = x.reshape(b, t, f * c)
     x = layers_lib.dense(self.model_dim, (None, "embed"), dtype=self.dtype, name="proj")(x)
+    x = jnp.where(valid[:, :, None], x, jnp.zeros((), x.dtype))
+    return layers_lib.constrain(x), valid
+
+
+def stacked_mask(speech_mask: jnp.ndarray, stack: int) -> jnp.ndarray:
+  """bool [batch, T // stack] valid steps of `StackedFrames` from the int [batch, T] prefix mask:
+  a step is valid when all its `stack` frames are (HF's SeamlessM4TFeatureExtractor likewise
+  keeps floor(L / 2) steps of an utterance of L frames)."""
+  lengths = jnp.sum(speech_mask.astype(jnp.int32), axis=-1) // stack
+  t_out = speech_mask.shape[-1] // stack
+  return jnp.arange(t_out, dtype=jnp.int32)[None, :] < lengths[:, None]
+
+
+class StackedFrames(nn.Module):
+  """`stack` consecutive frames concatenated -> LayerNorm -> linear projection (w2v-BERT 2.0's
+  front end: HF Wav2Vec2BertFeatureProjection on SeamlessM4TFeatureExtractor's 2 x 80 = 160-dim
+  steps). A trailing incomplete group of frames is dropped.
+
+  Params: norm (scale, bias [stack * mel]), proj (kernel [stack * mel, D], bias [D]).
+
+  Attributes:
+    model_dim: output size D.
+    stack: frames per step.
+    epsilon: the LayerNorm's variance floor.
+    dtype: compute dtype.
+  """
+  model_dim: int
+  stack: int = 2
+  epsilon: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, speech_features: jnp.ndarray,
+               speech_mask: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """[batch, T, mel] frames, int [batch, T] prefix mask -> (features [batch, T // stack, D] in
+    the compute dtype, zero at padding; valid bool [batch, T // stack])."""
+    b, t, f = speech_features.shape
+    t_out = t // self.stack
+    x = jnp.where(speech_mask[:, :, None] > 0, speech_features, 0.0)
+    x = x[:, :t_out * self.stack].reshape(b, t_out, self.stack * f)
+    x = layers_lib.layer_norm(self.dtype, name="norm", epsilon=self.epsilon,
+                              axis_name=None)(x.astype(self.dtype))
+    x = layers_lib.dense(self.model_dim, (None, "embed"), dtype=self.dtype, name="proj")(x)
+    valid = stacked_mask(speech_mask, self.stack)
     x = jnp.where(valid[:, :, None], x, jnp.zeros((), x.dtype))
     return layers_lib.constrain(x), valid
