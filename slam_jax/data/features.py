@@ -11,6 +11,14 @@ Convention (what `log_mel` computes for a waveform x in [-1, 1] at 16 kHz):
   * natural log with a floor: log(max(mel_energy, 1e-5));
   * optional mean/variance normalisation per mel bin: per utterance (default) over its frames,
     or global with given statistics.
+
+`kaldi_fbank_config()` (gin: gin/frontends/w2v_bert_fbank.gin) switches on the options that make
+`log_mel` compute what w2v-BERT 2.0 was trained on (HF SeamlessM4TFeatureExtractor, Kaldi-style
+fbank): samples scaled to the int16 range, per-frame DC removal, pre-emphasis 0.97, symmetric
+povey window (Hann^0.85), Kaldi mel filters (1127 ln(1 + f/700), triangles in the mel domain,
+20 Hz - 8 kHz, DC bin included), log floor 1.19e-7 (float32 eps), per-utterance normalisation
+with the unbiased variance (ddof 1) and eps 1e-7. The model stacks frame pairs itself
+(EncoderConfig.front_end='stacked'). tests/data/test_features.py checks it against transformers.
 """
 
 import dataclasses
@@ -23,6 +31,8 @@ import tensorflow as tf
 from slam_jax import types
 
 NORMALIZATIONS = ("utterance", "global", "none")
+WINDOWS = ("hann", "povey")
+MEL_SCALES = ("htk", "kaldi")
 
 
 @gin.configurable
@@ -44,6 +54,12 @@ class LogMelConfig:
     global_mean: [num_mel_bins] means for "global" normalisation.
     global_std: [num_mel_bins] standard deviations for "global" normalisation.
     norm_epsilon: added to the variance before the square root.
+    window: 'hann' (periodic Hann, default) or 'povey' (symmetric Hann^0.85, Kaldi).
+    preemphasis: coefficient p of x[n] - p x[n-1] within each frame (x[-1] = x[0]); 0 = none.
+    remove_dc_offset: subtract each frame's mean before pre-emphasis (Kaldi).
+    mel_scale: 'htk' (tf.signal's filters, DC bin excluded) or 'kaldi' (Kaldi's filters).
+    input_scale: samples are multiplied by this first (32768 = Kaldi's int16 range).
+    variance_ddof: delta degrees of freedom of the per-utterance variance (1 = unbiased).
   """
   sample_rate: int = types.SAMPLE_RATE
   num_mel_bins: int = types.NUM_MEL_BINS
@@ -57,8 +73,22 @@ class LogMelConfig:
   global_mean: Optional[Sequence[float]] = None
   global_std: Optional[Sequence[float]] = None
   norm_epsilon: float = 1e-5
+  window: str = "hann"
+  preemphasis: float = 0.0
+  remove_dc_offset: bool = False
+  mel_scale: str = "htk"
+  input_scale: float = 1.0
+  variance_ddof: int = 0
 
   def __post_init__(self):
+    if self.window not in WINDOWS:
+      raise ValueError(f"LogMelConfig.window={self.window!r}: use one of {WINDOWS}")
+    if self.mel_scale not in MEL_SCALES:
+      raise ValueError(f"LogMelConfig.mel_scale={self.mel_scale!r}: use one of {MEL_SCALES}")
+    if not 0.0 <= self.preemphasis < 1.0:
+      raise ValueError(f"LogMelConfig.preemphasis={self.preemphasis!r} must be in [0, 1)")
+    if self.variance_ddof not in (0, 1):
+      raise ValueError(f"LogMelConfig.variance_ddof={self.variance_ddof!r} must be 0 or 1")
     if self.normalization not in NORMALIZATIONS:
       raise ValueError(f"LogMelConfig.normalization={self.normalization!r}: use one of "
                        f"{NORMALIZATIONS}")
@@ -104,8 +134,34 @@ def max_samples_for_frames(frames: int, config: LogMelConfig = LogMelConfig()) -
   return config.frame_length + frames * config.frame_step - 1
 
 
+def kaldi_fbank_config(**overrides) -> LogMelConfig:
+  """The LogMelConfig of w2v-BERT 2.0's Kaldi-style fbank (see the module docstring)."""
+  fields = dict(lower_edge_hz=20.0, upper_edge_hz=8000.0, log_floor=1.1920928955078125e-07,
+                normalization="utterance", norm_epsilon=1e-7, window="povey", preemphasis=0.97,
+                remove_dc_offset=True, mel_scale="kaldi", input_scale=32768.0, variance_ddof=1)
+  fields.update(overrides)
+  return LogMelConfig(**fields)
+
+
+def kaldi_mel_matrix(config: LogMelConfig) -> np.ndarray:
+  """[fft_length // 2 + 1, num_mel_bins] float32 Kaldi mel filters: triangles in the mel domain
+  (mel(f) = 1127 ln(1 + f / 700)) between lower_edge_hz and upper_edge_hz, peak 1."""
+  def mel(f):
+    return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
+  edges = np.linspace(mel(config.lower_edge_hz), mel(config.upper_edge_hz),
+                      config.num_mel_bins + 2)
+  bins = config.fft_length // 2 + 1
+  fft_mel = mel(np.arange(bins) * config.sample_rate / config.fft_length)[:, None]
+  left, centre, right = edges[None, :-2], edges[None, 1:-1], edges[None, 2:]
+  up = (fft_mel - left) / (centre - left)
+  down = (right - fft_mel) / (right - centre)
+  return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+
+
 def mel_weight_matrix(config: LogMelConfig = LogMelConfig()) -> tf.Tensor:
-  """[fft_length // 2 + 1, num_mel_bins] float32 HTK-mel triangular filters."""
+  """[fft_length // 2 + 1, num_mel_bins] float32 mel triangular filters (config.mel_scale)."""
+  if config.mel_scale == "kaldi":
+    return tf.constant(kaldi_mel_matrix(config))
   return tf.signal.linear_to_mel_weight_matrix(
       num_mel_bins=config.num_mel_bins,
       num_spectrogram_bins=config.fft_length // 2 + 1,
@@ -127,14 +183,40 @@ def log_mel(waveform: tf.Tensor, config: LogMelConfig = LogMelConfig()) -> tf.Te
   num_samples = tf.shape(waveform)[0]
   short = num_samples < config.frame_length
   waveform = tf.pad(waveform, [[0, tf.maximum(0, config.frame_length - num_samples)]])
-  stft = tf.signal.stft(waveform, frame_length=config.frame_length, frame_step=config.frame_step,
-                        fft_length=config.fft_length, window_fn=tf.signal.hann_window,
-                        pad_end=False)  # [frames, fft_length // 2 + 1]
+  if _is_default_analysis(config):
+    stft = tf.signal.stft(waveform, frame_length=config.frame_length,
+                          frame_step=config.frame_step, fft_length=config.fft_length,
+                          window_fn=tf.signal.hann_window,
+                          pad_end=False)  # [frames, fft_length // 2 + 1]
+  else:
+    stft = _kaldi_stft(waveform, config)
   stft = stft[:tf.where(short, 0, tf.shape(stft)[0])]
   power = tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
   mel = tf.linalg.matmul(power, mel_weight_matrix(config))  # [frames, bins]
   features = tf.math.log(tf.math.maximum(mel, config.log_floor))
   return normalize(features, config)
+
+
+def _is_default_analysis(config: LogMelConfig) -> bool:
+  """Whether framing and windowing are the default ones (tf.signal.stft)."""
+  return (config.window == "hann" and config.preemphasis == 0.0 and not config.remove_dc_offset
+          and config.input_scale == 1.0)
+
+
+def _kaldi_stft(waveform: tf.Tensor, config: LogMelConfig) -> tf.Tensor:
+  """[frames, fft_length // 2 + 1] complex STFT with the scale / DC removal / pre-emphasis /
+  window options of `config`, each frame processed as Kaldi's ProcessWindow does."""
+  frames = tf.signal.frame(waveform * config.input_scale, config.frame_length, config.frame_step,
+                           pad_end=False)  # [frames, frame_length]
+  if config.remove_dc_offset:
+    frames = frames - tf.math.reduce_mean(frames, axis=-1, keepdims=True)
+  if config.preemphasis:
+    p = config.preemphasis
+    frames = tf.concat([frames[:, :1] * (1.0 - p), frames[:, 1:] - p * frames[:, :-1]], axis=-1)
+  window = tf.signal.hann_window(config.frame_length, periodic=config.window == "hann")
+  if config.window == "povey":
+    window = tf.math.pow(window, 0.85)
+  return tf.signal.rfft(frames * window[tf.newaxis, :], fft_length=[config.fft_length])
 
 
 def normalize(features: tf.Tensor, config: LogMelConfig = LogMelConfig()) -> tf.Tensor:
@@ -148,7 +230,8 @@ def normalize(features: tf.Tensor, config: LogMelConfig = LogMelConfig()) -> tf.
   count = tf.math.maximum(tf.cast(tf.shape(features)[0], tf.float32), 1.0)
   mean = tf.math.reduce_sum(features, axis=0, keepdims=True) / count  # [1, bins]
   centred = features - mean
-  var = tf.math.reduce_sum(tf.math.square(centred), axis=0, keepdims=True) / count
+  var = tf.math.reduce_sum(tf.math.square(centred), axis=0, keepdims=True) / tf.math.maximum(
+      count - config.variance_ddof, 1.0)
   return centred * tf.math.rsqrt(var + config.norm_epsilon)
 
 

@@ -140,6 +140,9 @@ class SlamEncoder(nn.Module):
     if cfg.input_projection:
       x = self.input_projection(x)
     x = self.feature_dropout(x, deterministic=deterministic)
+    # Stack inputs for layer-wise readout (slam_jax.inference); a no-op unless 'intermediates'
+    # is mutable.
+    self.sow("intermediates", "speech_stack_input", x)
     speech_segments = speech_valid.astype(jnp.int32)
     speech_positions = jnp.broadcast_to(jnp.arange(t_sub, dtype=jnp.int32)[None, :],
                                         (batch, t_sub))
@@ -154,6 +157,7 @@ class SlamEncoder(nn.Module):
     modality = self.modality_embedding.astype(dtype)
     joint = jnp.concatenate([speech_hidden + modality[0][None, None, :],
                              text_x + modality[1][None, None, :]], axis=1)
+    self.sow("intermediates", "shared_stack_input", joint)
     segments = jnp.concatenate([speech_segments, text_segment_ids], axis=1)
     positions = jnp.concatenate(
         [speech_positions, speech_lengths[:, None] + text_positions.astype(jnp.int32)], axis=1)

@@ -94,3 +94,36 @@ def test_runs_inside_tf_data():
   ds = tf.data.Dataset.from_tensor_slices(np.stack([_signal(), _signal(seed=1)]))
   shapes = [f.shape for f in ds.map(features.log_mel)]
   assert shapes == [(98, 80), (98, 80)]
+
+
+def test_kaldi_fbank_matches_transformers_seamless_extractor():
+  """kaldi_fbank_config() = what w2v-BERT 2.0 was trained on (HF SeamlessM4TFeatureExtractor)."""
+  transformers = pytest.importorskip("transformers")
+  pytest.importorskip("torch")
+  rng = np.random.RandomState(0)
+  # A tone plus noise, 0.57 s: an odd number of frames (55); HF pads a 56th (masked out).
+  t = np.arange(9120) / 16000.0
+  x = (0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * rng.randn(t.size)).astype(np.float32)
+  hf = transformers.SeamlessM4TFeatureExtractor()(x, sampling_rate=16000, return_tensors="np")
+  want = hf["input_features"][0].reshape(-1, 80)  # [2 * steps, 80]
+  ours = features.log_mel(tf.constant(x), features.kaldi_fbank_config()).numpy()
+  assert ours.shape == (55, 80) and want.shape == (56, 80)
+  assert hf["attention_mask"][0].sum() == 27  # floor(55 / 2) stacked steps, as stacked_mask.
+  # Per-bin normalisation makes the features O(1): an absolute tolerance is meaningful.
+  np.testing.assert_allclose(ours, want[:55], atol=2e-3, rtol=0)
+  # And the default front end is a different one (this test can fail).
+  default = features.log_mel(tf.constant(x)).numpy()
+  assert np.abs(default - want[:55]).max() > 0.1
+
+
+def test_kaldi_mel_matrix_known_answers():
+  config = features.kaldi_fbank_config()
+  m = features.kaldi_mel_matrix(config)
+  assert m.shape == (257, 80)
+  # Each filter peaks (near 1) at its centre frequency and is zero at DC and Nyquist.
+  assert np.all(m[0] == 0) and np.all(m[-1] == 0)
+  assert np.all(m.max(axis=0) > 0.4) and m.max() <= 1.0
+  edges = np.linspace(_htk_mel(20.0), _htk_mel(8000.0), 82)
+  centre_hz = 700.0 * np.expm1(edges[1:-1] / 1127.0)
+  peak_bin = m.argmax(axis=0)
+  np.testing.assert_allclose(peak_bin * 16000 / 512, centre_hz, atol=16000 / 512)
