@@ -5,8 +5,8 @@
 
 The encoder must use the w2v-BERT 2.0 options of EncoderConfig (gin/models/w2v_bert_2_0.gin):
 HF layers 0..S-1 are our speech-only stack, layers S.. our shared stack. `from-hf` leaves the text
-side ours and fresh (text_embedder; modality_embedding[1]) and sets modality_embedding[0] = 0, so
-speech-only outputs equal HF's. `to-hf` folds modality_embedding[0] (added to the speech stack's
+side ours and fresh (text_embedder) and sets modality_embedding = 0, so speech-only outputs equal
+HF's. `to-hf` folds modality_embedding[0] (added to the speech stack's
 output before the shared stack) into the last speech layer's final LayerNorm bias, so HF's last
 hidden state equals our shared stack's speech output (HF's hidden state after layer S is then our
 `speech_hidden + modality_embedding[0]`), and drops the text side, naming it.
@@ -37,6 +37,11 @@ HF_INDEX = "model.safetensors.index.json"
 HF_BIN = "pytorch_model.bin"
 # Our params that `from-hf` initialises fresh (the text side), and `to-hf` does not export.
 TEXT_SIDE = ("text_embedder/",)
+# slam_jax.data.features.kaldi_fbank_config()'s fields that differ from LogMelConfig's defaults
+# (tests/test_convert.py checks they agree).
+KALDI_FBANK = dict(lower_edge_hz=20.0, upper_edge_hz=8000.0, log_floor=1.1920928955078125e-07,
+                   normalization="utterance", norm_epsilon=1e-7, window="povey", preemphasis=0.97,
+                   remove_dc_offset=True, mel_scale="kaldi", input_scale=32768.0, variance_ddof=1)
 
 
 class ConversionError(ValueError):
@@ -218,20 +223,50 @@ def encoder_config_from_hf(hf: Dict[str, Any], num_speech_layers: Optional[int] 
 
 # ------------------------------------------------------------------ params
 
+def _dummy_inputs(config: config_lib.EncoderConfig):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  frames = 4 * config.stack_frames
+  return (jnp.zeros((1, frames, config.num_mel_bins), jnp.float32),
+          jnp.ones((1, frames), jnp.int32), jnp.zeros((1, 2), jnp.int32),
+          jnp.ones((1, 2), jnp.int32), jnp.arange(2, dtype=jnp.int32)[None])
+
+
+def abstract_params(config: config_lib.EncoderConfig) -> Dict[str, Any]:
+  """SlamEncoder params of `config` as a tree of jax.ShapeDtypeStruct (traced, not computed)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from slam_jax.models import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
+  module = encoder_lib.SlamEncoder(config)
+  variables = jax.eval_shape(lambda rng: nn.meta.unbox(module.init(rng, *_dummy_inputs(config))),
+                             jax.random.PRNGKey(0))
+  return variables["params"]
+
+
 def init_params(config: config_lib.EncoderConfig, seed: int = 0) -> Dict[str, Any]:
   """Freshly initialised SlamEncoder params (unboxed numpy tree) for `config`."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from slam_jax.models import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
-  frames = 4 * config.stack_frames
-  args = (jnp.zeros((1, frames, config.num_mel_bins), jnp.float32),
-          jnp.ones((1, frames), jnp.int32), jnp.zeros((1, 2), jnp.int32),
-          jnp.ones((1, 2), jnp.int32), jnp.arange(2, dtype=jnp.int32)[None])
   module = encoder_lib.SlamEncoder(config)
-  variables = jax.jit(lambda rng: nn.meta.unbox(module.init(rng, *args)))(
+  variables = jax.jit(lambda rng: nn.meta.unbox(module.init(rng, *_dummy_inputs(config))))(
       jax.random.PRNGKey(seed))
   return jax.tree_util.tree_map(np.asarray, variables["params"])
+
+
+def init_text_side(config: config_lib.EncoderConfig, seed: int = 0) -> Dict[str, Any]:
+  """{flat path: array} of a fresh text embedder (its own initialisers; a small init, without
+  compiling the whole encoder) and a zero modality_embedding."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from slam_jax.models import text as text_lib  # pylint: disable=g-import-not-at-top
+  embedder = text_lib.TextEmbedder(config.vocab_size, config.model_dim)
+  ids = jnp.zeros((1, 2), jnp.int32)
+  variables = nn.meta.unbox(embedder.init(jax.random.PRNGKey(seed), ids, ids, ids + 1))
+  flat = {f"text_embedder/{k}": np.asarray(v)
+          for k, v in encoder_io.flatten(variables["params"]).items()}
+  flat["modality_embedding"] = np.zeros((2, config.model_dim), np.float32)
+  return flat
 
 
 def _leftovers(what: str, names: Sequence[str]) -> str:
@@ -241,16 +276,17 @@ def _leftovers(what: str, names: Sequence[str]) -> str:
 
 
 def hf_to_params(hf_tensors: Dict[str, Array], config: config_lib.EncoderConfig,
-                 fresh: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+                 seed: int = 0) -> Tuple[Dict[str, Any], List[str]]:
   """Our encoder params from an HF Wav2Vec2BertModel state dict.
 
   Args:
     hf_tensors: {HF key: array} (a 'wav2vec2_bert.' prefix is stripped).
     config: our EncoderConfig (w2v-BERT options; any layer layout).
-    fresh: freshly initialised params of `config` (the text side is taken from here).
+    seed: of the fresh text embedder.
 
   Returns:
-    (params in config's layer layout, names of our tensors left at their fresh values).
+    (params in config's layer layout, names of our tensors initialised fresh: the text embedder,
+     and mask_embedding when HF has no masked_spec_embed; modality_embedding is zero).
 
   Raises:
     ConversionError: an HF tensor is missing, unused, or of the wrong size.
@@ -264,7 +300,8 @@ def hf_to_params(hf_tensors: Dict[str, Array], config: config_lib.EncoderConfig,
     if key in source:
       raise ConversionError(f"HF tensor {key} appears twice (with and without a prefix)")
     source[key] = np.asarray(value, np.float32)
-  target = encoder_io.flatten(encoder_io.relayout_layers(fresh, scan_layers=False))
+  unrolled = config.replace(scan_layers=False)
+  target = encoder_io.flatten(abstract_params(unrolled))
   written, missing, errors = {}, [], []
   for ours, hf_key, (to_ours, _) in tensor_map(config):
     if hf_key not in source:
@@ -273,7 +310,7 @@ def hf_to_params(hf_tensors: Dict[str, Array], config: config_lib.EncoderConfig,
       missing.append(hf_key)
       continue
     value = source.pop(hf_key)
-    want = target[ours].shape
+    want = tuple(target[ours].shape)
     if value.size != int(np.prod(want)):
       errors.append(f"{hf_key} {value.shape} -> {ours} {want}")
       continue
@@ -287,19 +324,24 @@ def hf_to_params(hf_tensors: Dict[str, Array], config: config_lib.EncoderConfig,
     if errors:
       parts.append(_leftovers("size mismatches", errors))
     raise ConversionError("from-hf: " + "; ".join(parts))
-  # modality_embedding[0] = 0: the shared stack then sees exactly HF's hidden state.
-  modality = target["modality_embedding"].copy()
-  modality[0] = 0.0
-  written["modality_embedding"] = modality
+  # modality_embedding = 0: the shared stack then sees exactly HF's hidden state at speech
+  # positions (row 0), and text starts without an offset (row 1, learned from there).
+  fresh = init_text_side(config, seed)
+  written["modality_embedding"] = fresh.pop("modality_embedding")
+  if "mask_embedding" not in written:
+    rng = np.random.RandomState(seed)  # SlamEncoder's initialiser: uniform [0, 1).
+    fresh["mask_embedding"] = rng.uniform(size=(config.model_dim,)).astype(np.float32)
   fresh_names = sorted(set(target) - set(written))
-  undeclared = [n for n in fresh_names
-                if not n.startswith(TEXT_SIDE) and n != "mask_embedding"]
+  undeclared = sorted(set(fresh_names) - set(fresh))
   if undeclared:
     raise ConversionError("from-hf: " + _leftovers("of our tensors not written", undeclared))
-  out = {**target, **written}
+  out = {**written, **{k: fresh[k] for k in fresh_names}}
+  bad = [f"{k}: {out[k].shape} vs {target[k].shape}" for k in target
+         if tuple(out[k].shape) != tuple(target[k].shape)]
+  if bad:
+    raise ConversionError("from-hf: " + _leftovers("shape mismatches", bad))
   params = encoder_io.unflatten(out)
-  return encoder_io.relayout_layers(params, config.scan_layers), fresh_names + [
-      "modality_embedding[1]"]
+  return encoder_io.relayout_layers(params, config.scan_layers), fresh_names
 
 
 def params_to_hf(params: Dict[str, Any], config: config_lib.EncoderConfig,
@@ -435,12 +477,14 @@ def write_hf_dir(out_dir: str, hf_config: Dict[str, Any], tensors: Dict[str, Arr
 # ------------------------------------------------------------------ commands
 
 def from_hf(hf_dir: str, out: str, num_speech_layers: Optional[int] = None,
-            vocab_size: int = 32000, seed: int = 0) -> List[str]:
+            vocab_size: int = 32000, seed: int = 0, vocab: Optional[str] = None) -> List[str]:
   """HF directory -> encoder checkpoint; returns the names of our tensors initialised fresh."""
   hf_config, tensors = read_hf_dir(hf_dir)
   config = encoder_config_from_hf(hf_config, num_speech_layers, vocab_size)
-  params, fresh = hf_to_params(tensors, config, init_params(config, seed))
-  encoder_io.save(out, config, params)
+  params, fresh = hf_to_params(tensors, config, seed)
+  # w2v-BERT 2.0 was trained on Kaldi-style fbank (features.kaldi_fbank_config()); recorded for
+  # slam_jax.inference (the fields as plain JSON: no TensorFlow needed here).
+  encoder_io.save(out, config, params, frontend=KALDI_FBANK, vocab=vocab)
   return fresh
 
 
@@ -464,12 +508,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  help="HF layers forming the speech-only stack (default: a third)")
   p.add_argument("--vocab_size", type=int, default=32000, help="our text vocabulary size")
   p.add_argument("--seed", type=int, default=0, help="seed of the fresh text side")
+  p.add_argument("--vocab", default=None,
+                 help="SentencePiece model of the text side, stored with the checkpoint")
   p = sub.add_parser("to-hf", help="encoder checkpoint -> HF Wav2Vec2BertModel directory")
   p.add_argument("--checkpoint", required=True)
   p.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   if args.command == "from-hf":
-    fresh = from_hf(args.hf_dir, args.out, args.num_speech_layers, args.vocab_size, args.seed)
+    fresh = from_hf(args.hf_dir, args.out, args.num_speech_layers, args.vocab_size, args.seed,
+                    args.vocab)
     print(f"[slam_jax.convert] wrote {args.out}; initialised fresh (text side): "
           f"{', '.join(fresh)}")
   else:

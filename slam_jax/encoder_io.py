@@ -2,6 +2,9 @@
 
     CKPT/encoder_config.json   the EncoderConfig fields (architecture and runtime options)
     CKPT/params/               orbax PyTree checkpoint of the encoder's params (fp32 numpy tree)
+    CKPT/frontend.json         optional: the LogMelConfig fields the encoder expects its
+                               features from (`slam_jax.data.features`); absent = the default
+    CKPT/vocab.model           optional: the SentencePiece model of the text side
 
 Written by `python -m slam_jax.convert from-hf` and read by `slam_jax.inference.Encoder.load`,
 `python -m slam_jax.convert to-hf` and `slam_jax.train.train(init_encoder_from=CKPT)` (which grafts
@@ -11,7 +14,8 @@ the encoder into a fresh train state: the start of SLAM's TLM/STM stage from pub
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Tuple
+import shutil
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import numpy as np
@@ -22,14 +26,19 @@ from slam_jax.models import config as config_lib
 PyTree = Any
 CONFIG_FILE = "encoder_config.json"
 PARAMS_DIR = "params"
+FRONTEND_FILE = "frontend.json"
+VOCAB_FILE = "vocab.model"
 # EncoderConfig fields that change neither parameter shapes nor numerics at inference: a
 # checkpoint may be loaded into a config that differs from its own in these only.
 RUNTIME_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype", "scan_layers", "remat_policy",
                   "attention_implementation")
 
 
-def save(path: str, config: config_lib.EncoderConfig, params: PyTree) -> None:
-  """Writes `params` (the SlamEncoder's 'params' collection, unboxed) and `config` under `path`."""
+def save(path: str, config: config_lib.EncoderConfig, params: PyTree,
+         frontend: Optional[Dict[str, Any]] = None, vocab: Optional[str] = None) -> None:
+  """Writes `params` (the SlamEncoder's 'params' collection, unboxed) and `config` under `path`,
+  plus the front end's LogMelConfig fields (`frontend`) and a SentencePiece model file (`vocab`)
+  when given."""
   path = os.path.abspath(path)
   os.makedirs(path, exist_ok=True)
   params_dir = os.path.join(path, PARAMS_DIR)
@@ -37,6 +46,11 @@ def save(path: str, config: config_lib.EncoderConfig, params: PyTree) -> None:
     raise FileExistsError(f"{params_dir} exists: choose a new --out directory")
   with open(os.path.join(path, CONFIG_FILE), "w") as f:
     json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+  if frontend is not None:
+    with open(os.path.join(path, FRONTEND_FILE), "w") as f:
+      json.dump(dict(frontend), f, indent=2, sort_keys=True)
+  if vocab is not None:
+    shutil.copyfile(vocab, os.path.join(path, VOCAB_FILE))
   tree = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
   checkpointer = ocp.PyTreeCheckpointer()
   checkpointer.save(params_dir, tree)
@@ -56,6 +70,21 @@ def load_config(path: str) -> config_lib.EncoderConfig:
     raise ValueError(f"{file}: unknown EncoderConfig fields {sorted(unknown)} (written by a newer "
                      f"slam_jax?)")
   return config_lib.EncoderConfig(**fields)
+
+
+def load_frontend(path: str) -> Optional[Dict[str, Any]]:
+  """The LogMelConfig fields stored under `path`, or None (the default front end)."""
+  file = os.path.join(path, FRONTEND_FILE)
+  if not os.path.exists(file):
+    return None
+  with open(file) as f:
+    return json.load(f)
+
+
+def vocab_path(path: str) -> Optional[str]:
+  """The SentencePiece model stored under `path`, or None."""
+  file = os.path.join(path, VOCAB_FILE)
+  return file if os.path.exists(file) else None
 
 
 def load(path: str) -> Tuple[config_lib.EncoderConfig, PyTree]:

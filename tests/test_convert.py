@@ -31,6 +31,15 @@ HF_TINY = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_
                attention_dropout=0.0, feat_proj_dropout=0.0, conformer_conv_dropout=0.0)
 
 
+def random_params(config, seed):
+  """Random params of `config` (no compilation): N(0, 0.2), plus 1 for LayerNorm scales."""
+  rng = np.random.RandomState(seed)
+  flat = encoder_io.flatten(convert.abstract_params(config))
+  return encoder_io.unflatten({
+      k: (0.2 * rng.standard_normal(v.shape) + (k.endswith("/scale"))).astype(np.float32)
+      for k, v in flat.items()})
+
+
 def _inputs():
   rng = np.random.RandomState(0)
   frames = rng.randn(B, FRAMES, 80).astype(np.float32)
@@ -99,6 +108,7 @@ def test_from_hf_matches_transformers(hf_tiny, tmp_path):
   np.testing.assert_array_equal(valid, hf_mask.astype(bool))
   np.testing.assert_allclose(speech[valid], hidden[NUM_SPEECH][valid], **TOL)
   np.testing.assert_allclose(shared[valid], last[valid], **TOL)
+  assert encoder_io.load_frontend(out) == convert.KALDI_FBANK
   # The mask embedding came across too.
   np.testing.assert_allclose(params["mask_embedding"],
                              model.masked_spec_embed.detach().numpy(), rtol=0, atol=0)
@@ -106,10 +116,7 @@ def test_from_hf_matches_transformers(hf_tiny, tmp_path):
 
 def test_to_hf_matches_ours(tmp_path):
   config = config_lib.get_preset("w2v_bert_tiny", vocab_size=16)
-  rng = np.random.RandomState(1)
-  params = jax.tree_util.tree_map(
-      lambda x: x + 0.2 * rng.standard_normal(x.shape).astype(np.float32),
-      convert.init_params(config, seed=3))
+  params = random_params(config, seed=3)
   ckpt = str(tmp_path / "ckpt")
   encoder_io.save(ckpt, config, params)
   hf_dir = str(tmp_path / "hf")
@@ -132,7 +139,10 @@ def test_round_trip_is_exact_and_scan_independent(hf_tiny, tmp_path):
     hf_config = json.load(f)
   for scan in (True, False):
     config = convert.encoder_config_from_hf(hf_config, NUM_SPEECH, 16, scan_layers=scan)
-    params, _ = convert.hf_to_params(tensors, config, convert.init_params(config))
+    params, fresh = convert.hf_to_params(tensors, config)
+    assert fresh == ["text_embedder/embedding", "text_embedder/norm/bias",
+                     "text_embedder/norm/scale"]
+    np.testing.assert_array_equal(params["modality_embedding"], 0.0)
     back, dropped = convert.params_to_hf(params, config, convert.hf_state_shapes(hf_config))
     assert dropped == ["text_embedder/embedding", "text_embedder/norm/bias",
                        "text_embedder/norm/scale", "modality_embedding[1]"]
@@ -145,16 +155,21 @@ def test_strict_checks_list_leftovers(hf_tiny):
   _, hf_dir = hf_tiny
   hf_config, tensors = convert.read_hf_dir(hf_dir)
   config = convert.encoder_config_from_hf(hf_config, NUM_SPEECH, 16)
-  fresh = convert.init_params(config)
   extra = dict(tensors, **{"encoder.layers.0.extra.weight": np.zeros(3, np.float32)})
   with pytest.raises(convert.ConversionError, match=r"unused: encoder.layers.0.extra.weight"):
-    convert.hf_to_params(extra, config, fresh)
+    convert.hf_to_params(extra, config)
   missing = {k: v for k, v in tensors.items() if k != "encoder.layers.2.ffn2.output_dense.bias"}
   with pytest.raises(convert.ConversionError,
                      match=r"missing: encoder.layers.2.ffn2.output_dense.bias"):
-    convert.hf_to_params(missing, config, fresh)
-  # A 2-layer split of a 3-layer model leaves nothing unmapped but must not fit our 1+2 config.
-  params, _ = convert.hf_to_params(tensors, config, fresh)
+    convert.hf_to_params(missing, config)
+  # Our config with one layer fewer than HF's leaves HF's last layer unused.
+  short = config.replace(num_shared_layers=1)
+  with pytest.raises(convert.ConversionError, match=r"unused: encoder.layers.2.conv_module"):
+    convert.hf_to_params(tensors, short)
+  wide = config.replace(ffn_dim=48)
+  with pytest.raises(convert.ConversionError, match=r"size mismatches"):
+    convert.hf_to_params(tensors, wide)
+  params, _ = convert.hf_to_params(tensors, config)
   params = dict(params, stray=np.zeros(2, np.float32))
   with pytest.raises(convert.ConversionError, match=r"unused: stray"):
     convert.params_to_hf(params, config, convert.hf_state_shapes(hf_config))
@@ -169,3 +184,9 @@ def test_rejects_configs_it_cannot_match():
     convert.encoder_config_from_hf({"position_embeddings_type": "rotary"})
   with pytest.raises(convert.ConversionError, match="front_end"):
     convert.hf_config_dict(config_lib.get_preset("tiny"))
+
+
+def test_from_hf_records_the_kaldi_front_end():
+  features = pytest.importorskip("slam_jax.data.features")
+  want = features.kaldi_fbank_config()
+  assert features.LogMelConfig(**convert.KALDI_FBANK) == want

@@ -110,7 +110,7 @@ def test_kaldi_fbank_matches_transformers_seamless_extractor():
   assert ours.shape == (55, 80) and want.shape == (56, 80)
   assert hf["attention_mask"][0].sum() == 27  # floor(55 / 2) stacked steps, as stacked_mask.
   # Per-bin normalisation makes the features O(1): an absolute tolerance is meaningful.
-  np.testing.assert_allclose(ours, want[:55], atol=2e-3, rtol=0)
+  np.testing.assert_allclose(ours, want[:55], atol=5e-4, rtol=0)  # measured 6.5e-5
   # And the default front end is a different one (this test can fail).
   default = features.log_mel(tf.constant(x)).numpy()
   assert np.abs(default - want[:55]).max() > 0.1
