@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from slam_jax import checkpoints as checkpoints_lib
+from slam_jax import encoder_io
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax import types
@@ -157,6 +158,7 @@ def train(
     measure_peak: bool = True,
     resume: bool = False,
     stop_at_step: Optional[int] = None,
+    init_encoder_from: Optional[str] = None,
 ) -> TrainResult:
   """Pre-trains `model` on the batches `make_data` yields, with checkpoints in `model_dir`.
 
@@ -179,6 +181,9 @@ def train(
     resume: continue from the newest readable checkpoint in model_dir. Without it, a model_dir
       that already holds checkpoints is refused, so a run never silently overwrites another.
     stop_at_step: stop (with a checkpoint) before train_steps, e.g. to split a run in two.
+    init_encoder_from: an encoder checkpoint (`python -m slam_jax.convert from-hf`, see
+      docs/interop.md) whose params replace the fresh encoder's at step 0 (quantizer and heads
+      stay fresh); ignored when resuming. Its architecture must equal the model's.
   """
   if not model_dir:
     raise ValueError("train.model_dir (MODEL_DIR) is empty: give a directory for checkpoints.")
@@ -209,6 +214,9 @@ def train(
           f"(data position: {start_batch} batches)", flush=True)
   else:
     state, start_step, start_batch = trainer.init_state(), 0, 0
+    if init_encoder_from:
+      state = _init_encoder(state, model, init_encoder_from)
+      print(f"[slam_jax] encoder initialised from {init_encoder_from}", flush=True)
 
   with open(os.path.join(model_dir, "config.gin"), "w") as f:
     f.write(gin.config_str())
@@ -278,6 +286,15 @@ def train(
                      stopped_by_signal=stop.requested,
                      skipped_steps=int(last_metrics.get("skipped_steps", 0)), history=history,
                      chance=dict(getattr(model, "chance_accuracies", dict)()))
+
+
+def _init_encoder(state: trainer_lib.TrainState, model: Any, path: str) -> trainer_lib.TrainState:
+  """`state` with its encoder params replaced by the encoder checkpoint at `path`."""
+  where = f"train.init_encoder_from={path!r}"
+  stored, params = encoder_io.load(path)
+  encoder_io.check_compatible(stored, model.encoder_config, where)
+  params = encoder_io.relayout_layers(params, model.encoder_config.scan_layers)
+  return state.replace(params=encoder_io.graft(state.params, params, where))
 
 
 def _data_state(batches_consumed: int, seed: int) -> Dict[str, Any]:

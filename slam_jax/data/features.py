@@ -12,11 +12,12 @@ Convention (what `log_mel` computes for a waveform x in [-1, 1] at 16 kHz):
   * optional mean/variance normalisation per mel bin: per utterance (default) over its frames,
     or global with given statistics.
 
-`kaldi_fbank_config()` (gin: gin/frontends/w2v_bert_fbank.gin) switches on the options that make
+`kaldi_fbank_config()` (gin: the LogMelConfig bindings of
+gin/experiments/slam_tlm_stm_from_w2v_bert.gin) switches on the options that make
 `log_mel` compute what w2v-BERT 2.0 was trained on (HF SeamlessM4TFeatureExtractor, Kaldi-style
 fbank): samples scaled to the int16 range, per-frame DC removal, pre-emphasis 0.97, symmetric
 povey window (Hann^0.85), Kaldi mel filters (1127 ln(1 + f/700), triangles in the mel domain,
-20 Hz - 8 kHz, DC bin included), log floor 1.19e-7 (float32 eps), per-utterance normalisation
+20 Hz - 8 kHz), log floor 1.19e-7 (float32 eps), per-utterance normalisation
 with the unbiased variance (ddof 1) and eps 1e-7. The model stacks frame pairs itself
 (EncoderConfig.front_end='stacked'). tests/data/test_features.py checks it against transformers.
 """

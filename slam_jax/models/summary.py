@@ -76,7 +76,7 @@ def format_summary(config: encoder_lib.EncoderConfig, counts: Dict[str, int]) ->
     lines.append(f"{comp:<22}{c:>16,}{100.0 * c / total:>8.1f}%")
     members = [name for name, group in COMPONENTS.items() if group == comp]
     if len(members) > 1:
-      lines.extend(f"  {name:<20}{counts[name]:>16,}" for name in members)
+      lines.extend(f"  {name:<20}{counts.get(name, 0):>16,}" for name in members)
   lines.append(f"{'total':<22}{total:>16,}  ({total / 1e6:.1f}M)")
   lines.append(f"per Conformer layer: {per_layer:,.0f}")
   return "\n".join(lines)
