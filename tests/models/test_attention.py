@@ -203,3 +203,45 @@ def test_cudnn_implementation_off_gpu_says_what_it_needs(module_and_params):
                                                implementation="cudnn")
   with pytest.raises(ValueError, match="NVIDIA GPU"):
     module.apply({"params": params}, x, mask, rel)
+
+
+def test_shaw_index_is_key_minus_query_clamped():
+  pos = jnp.asarray([[0, 1, 2, 10]], jnp.int32)
+  idx = np.asarray(attention_lib.shaw_index(pos, 3, 1))
+  assert idx[0, 0, 1] == 1 + 3  # key one after the query
+  assert idx[0, 0, 3] == 1 + 3  # +10 clamped to +1
+  assert idx[0, 3, 0] == 0  # -10 clamped to -3
+  assert idx[0, 2, 1] == -1 + 3
+
+
+def test_shaw_position_term_matches_numpy_reference():
+  """position_term='shaw': logit = (q.k + q.E[clip(p_k - p_q, -L, R) + L]) / sqrt(d), one
+  distance table shared by the heads, no u/v biases (HF Wav2Vec2Bert 'relative_key')."""
+  x, seg, pos = _inputs()
+  left, right = 3, 1
+  module = attention_lib.RelativeSelfAttention(num_heads=H, head_dim=D // H,
+                                               max_relative_distance=M, position_term="shaw",
+                                               shaw_distances=(left, right))
+  mask = attention_lib.attention_mask(jnp.asarray(seg))
+  idx = attention_lib.shaw_index(jnp.asarray(pos), left, right)
+  params = module.init(jax.random.PRNGKey(0), jnp.asarray(x), mask, idx)["params"]
+  params = nn.meta.unbox(params)
+  assert set(params) == {"query", "key", "value", "out", "distance_embedding"}
+  table = np.random.RandomState(5).randn(left + right + 1, D // H).astype(np.float32)
+  params = dict(params, distance_embedding=jnp.asarray(table))
+  got = np.asarray(module.apply({"params": params}, jnp.asarray(x), mask, idx))
+  p = jax.tree_util.tree_map(np.asarray, params)
+  hd = D // H
+  q = np.einsum("btd,dhk->bthk", x, p["query"]["kernel"]) + p["query"]["bias"]
+  k = np.einsum("btd,dhk->bthk", x, p["key"]["kernel"]) + p["key"]["bias"]
+  v = np.einsum("btd,dhk->bthk", x, p["value"]["kernel"]) + p["value"]["bias"]
+  dist = np.clip(pos[:, None, :] - pos[:, :, None], -left, right) + left  # [b, q, k]
+  logits = (np.einsum("bqhd,bkhd->bhqk", q, k)
+            + np.einsum("bqhd,bqkd->bhqk", q, table[dist])) / np.sqrt(hd)
+  valid = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] > 0) & (seg[:, None, :] > 0)
+  logits = np.where(valid[:, None], logits, -1e30)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs = probs / probs.sum(-1, keepdims=True) * valid.any(-1)[:, None, :, None]
+  out = np.einsum("bhqk,bkhd->bqhd", probs, v)
+  want = np.einsum("bqhd,hde->bqe", out, p["out"]["kernel"]) + p["out"]["bias"]
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

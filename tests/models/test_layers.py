@@ -61,3 +61,67 @@ def test_cpu_weight_gradient_dot_is_row_major(d_in, d_out, monkeypatch):
 
   assert column_major_dots(False), "autodiff no longer makes a column-major dot: test is moot"
   assert not column_major_dots(True)
+
+
+def _masked_taps_conv(x, kernel, segment_ids, left):
+  """Reference depthwise conv: plain jnp taps masked by `neighbour_valid` (autodiff, no VJP)."""
+  k = kernel.shape[0]
+  valid = layers_lib.neighbour_valid(segment_ids, k, left)
+  x_pad = jnp.pad(x, ((0, 0), (left, k - 1 - left), (0, 0)))
+  t = x.shape[1]
+  return sum(jnp.where(valid[i][..., None], x_pad[:, i:i + t], 0.0) * kernel[i][None, None]
+             for i in range(k))
+
+
+@pytest.mark.parametrize("k_size", [1, 3, 5])
+def test_causal_depthwise_conv_matches_left_padded_grouped_conv(k_size):
+  """causal=True is torch's Conv1d after F.pad(x, (K-1, 0)) (w2v-BERT 2.0): output t reads
+  frames t-K+1 .. t."""
+  rng = np.random.RandomState(k_size)
+  x = jnp.asarray(rng.randn(2, 9, 6), jnp.float32)
+  kernel = jnp.asarray(rng.randn(k_size, 6), jnp.float32)
+  got = layers_lib.depthwise_conv1d(x, kernel, jnp.ones((2, 9), jnp.int32), causal=True)
+  want = jax.lax.conv_general_dilated(
+      x, kernel[:, None, :], window_strides=(1,), padding=[(k_size - 1, 0)],
+      dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=6)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+  # The first output reads frame 0 only (and the last tap).
+  np.testing.assert_allclose(np.asarray(got[:, 0]), np.asarray(x[:, 0] * kernel[-1][None]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("loop_taps", [True, False])
+@pytest.mark.parametrize("causal", [True, False])
+def test_depthwise_vjp_with_segments_matches_autodiff(causal, loop_taps, monkeypatch):
+  """The hand-written VJP with packed segments and padding, centred and causal (whose backward
+  mask is the mirrored one), against autodiff of masked taps."""
+  monkeypatch.setattr(layers_lib, "_loop_taps", lambda: loop_taps)
+  rng = np.random.RandomState(3)
+  x = jnp.asarray(rng.randn(2, 10, 4), jnp.float32)
+  kernel = jnp.asarray(rng.randn(5, 4), jnp.float32)
+  weights = jnp.asarray(rng.randn(2, 10, 4), jnp.float32)
+  seg = jnp.asarray([[1, 1, 1, 2, 2, 2, 2, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]], jnp.int32)
+  left = 4 if causal else 2
+
+  def loss(fn, x, k):
+    return jnp.sum(weights * fn(jnp.tanh(x), k))
+
+  ours = jax.grad(lambda x, k: loss(
+      lambda a, b: layers_lib.depthwise_conv1d(a, b, seg, causal=causal), x, k),
+                  argnums=(0, 1))(x, kernel)
+  ref = jax.grad(lambda x, k: loss(lambda a, b: _masked_taps_conv(a, b, seg, left), x, k),
+                 argnums=(0, 1))(x, kernel)
+  np.testing.assert_allclose(
+      np.asarray(layers_lib.depthwise_conv1d(x, kernel, seg, causal=causal)),
+      np.asarray(_masked_taps_conv(x, kernel, seg, left)), rtol=1e-5, atol=1e-5)
+  for got, want in zip(ours, ref):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+def test_layer_norm_epsilon_is_used():
+  x = jnp.asarray([[0.0, 0.1]], jnp.float32)  # variance 0.0025: eps 1e-2 changes the result
+  small = layers_lib.layer_norm(jnp.float32, epsilon=1e-6)
+  big = layers_lib.layer_norm(jnp.float32, epsilon=1e-2)
+  params = small.init(jax.random.PRNGKey(0), x)
+  np.testing.assert_allclose(np.asarray(small.apply(params, x)), [[-1.0, 1.0]], rtol=1e-3)
+  np.testing.assert_allclose(np.asarray(big.apply(params, x)),
+                             [[-0.05 / np.sqrt(0.0125), 0.05 / np.sqrt(0.0125)]], rtol=1e-4)

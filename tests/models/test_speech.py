@@ -94,3 +94,36 @@ def test_strided_patches_known_answer():
   assert patches.shape == (1, 2, 2, 9)
   np.testing.assert_array_equal(patches[0, 0, 0], [0, 0, 0, 0, 1, 2, 0, 4, 5])
   np.testing.assert_array_equal(patches[0, 1, 1], [5, 6, 0, 8, 9, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 12])
+def test_stacked_frames_known_answer_and_padding(length):
+  """StackedFrames: frames (2t, 2t+1) concatenated -> LayerNorm -> linear; floor(L / 2) valid
+  steps; valid outputs independent of padding."""
+  rng = np.random.RandomState(length)
+  frames, mel, d = 12, 3, 4
+  x = rng.randn(1, frames, mel).astype(np.float32)
+  mask = (np.arange(frames) < length).astype(np.int32)[None]
+  module = speech_lib.StackedFrames(model_dim=d, stack=2, epsilon=1e-5)
+  params = module.init(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(mask))
+  params = jax.tree_util.tree_map(lambda p: p + 0.3, nn_unbox(params))
+  out, valid = module.apply(params, jnp.asarray(x), jnp.asarray(mask))
+  assert out.shape == (1, frames // 2, d)
+  np.testing.assert_array_equal(np.asarray(valid)[0], np.arange(frames // 2) < length // 2)
+  p = jax.tree_util.tree_map(np.asarray, params["params"])
+  stacked = x.reshape(1, frames // 2, 2 * mel)
+  normed = (stacked - stacked.mean(-1, keepdims=True)) / np.sqrt(stacked.var(-1, keepdims=True)
+                                                               + 1e-5)
+  want = (normed * p["norm"]["scale"] + p["norm"]["bias"]) @ p["proj"]["kernel"] + p["proj"]["bias"]
+  v = np.asarray(valid)[0]
+  np.testing.assert_allclose(np.asarray(out)[0][v], want[0][v], rtol=1e-5, atol=1e-5)
+  assert np.all(np.asarray(out)[0][~v] == 0)
+  # Garbage in the padding changes nothing at valid steps.
+  noisy = np.where(mask[..., None] > 0, x, 100.0).astype(np.float32)
+  out2, _ = module.apply(params, jnp.asarray(noisy), jnp.asarray(mask))
+  np.testing.assert_array_equal(np.asarray(out2), np.asarray(out))
+
+
+def nn_unbox(tree):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  return nn.meta.unbox(tree)
