@@ -29,8 +29,14 @@ setuptools.setup(
         "espeakng-loader>=0.2.4",
     ],
     extras_require={
-        "test": ["pytest>=9.0"],
+        # torch + transformers: the parity tests against HF Wav2Vec2BertModel
+        # (tests/test_convert.py) and the Kaldi fbank check; pinned to the CPU wheel that lies on
+        # disk here (a plain 'torch' would pull a multi-GB CUDA build).
+        "test": ["pytest>=9.0", "torch==2.13.0", "transformers>=5.24.0"],
         # The PyTorch peer for `python -m slam_jax.bench --peer` (CPU build lies on disk here).
-        "bench": ["torch==2.13.0", "transformers"],
+        "bench": ["torch==2.13.0", "transformers>=5.24.0"],
+        # `python -m slam_jax.convert` (HF directories are safetensors files; to-hf's key check
+        # builds transformers' model on the meta device).
+        "hf": ["safetensors>=0.8.0", "transformers>=5.24.0", "torch==2.13.0"],
     },
 )
