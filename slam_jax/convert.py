@@ -2,6 +2,7 @@
 
     python -m slam_jax.convert from-hf --hf_dir DIR --out CKPT [--num_speech_layers 8]
     python -m slam_jax.convert to-hf --checkpoint CKPT --out DIR
+    python -m slam_jax.convert from-run --model_dir RUN --out CKPT   # a trained run's encoder
 
 The encoder must use the w2v-BERT 2.0 options of EncoderConfig (gin/models/w2v_bert_2_0.gin):
 HF layers 0..S-1 are our speech-only stack, layers S.. our shared stack. `from-hf` leaves the text
@@ -61,11 +62,6 @@ def _linear_to_hf(k: Array, shape) -> Array:
   return k.reshape(-1, n_out).T.reshape(shape)
 
 
-def _out_proj_to_hf(k: Array, shape) -> Array:
-  """attention/out kernel [heads, head_dim, D] -> torch [D, heads * head_dim]."""
-  return k.reshape(-1, k.shape[-1]).T.reshape(shape)
-
-
 def _depthwise_to_ours(w: Array, shape) -> Array:
   """torch depthwise Conv1d weight [C, 1, K] -> our [K, C]."""
   return w[:, 0, :].T.reshape(shape)
@@ -80,7 +76,6 @@ def _same(x: Array, shape) -> Array:
 
 
 LINEAR = (_linear_to_ours, _linear_to_hf)
-OUT_PROJ = (_linear_to_ours, _out_proj_to_hf)
 DEPTHWISE = (_depthwise_to_ours, _depthwise_to_hf)
 SAME = (_same, _same)
 Layout = Tuple[Callable[[Array, Any], Array], Callable[[Array, Any], Array]]
@@ -107,7 +102,7 @@ LAYER_MAP: List[Tuple[str, str, Layout]] = [
     ("attention/key/bias", "self_attn.linear_k.bias", SAME),
     ("attention/value/kernel", "self_attn.linear_v.weight", LINEAR),
     ("attention/value/bias", "self_attn.linear_v.bias", SAME),
-    ("attention/out/kernel", "self_attn.linear_out.weight", OUT_PROJ),
+    ("attention/out/kernel", "self_attn.linear_out.weight", LINEAR),
     ("attention/out/bias", "self_attn.linear_out.bias", SAME),
     ("attention/distance_embedding", "self_attn.distance_embedding.weight", SAME),
     *_norm("conv/norm", "conv_module.layer_norm"),
@@ -497,6 +492,27 @@ def to_hf(checkpoint: str, out: str) -> List[str]:
   return dropped
 
 
+def from_run(model_dir: str, out: str, step: Optional[int] = None,
+             vocab: Optional[str] = None, frontend: Optional[Dict[str, Any]] = None) -> int:
+  """A training run's encoder (its newest or `step` checkpoint) -> encoder checkpoint; returns
+  the step. The run's architecture comes from model_dir/encoder_config.json (train writes it)."""
+  from slam_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
+  config = encoder_io.load_config(model_dir)
+  ckpt = checkpoints_lib.Checkpointer(os.path.join(model_dir, "checkpoints"))
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f"{model_dir}/checkpoints holds no checkpoint")
+    step, state, _ = ckpt.restore_raw(step)
+  finally:
+    ckpt.close()
+  params = state["params"]
+  if "encoder" not in params:
+    raise ConversionError(f"{model_dir} step {step}: no 'encoder' in the params "
+                          f"(keys {sorted(params)})")
+  encoder_io.save(out, config, params["encoder"], frontend=frontend, vocab=vocab)
+  return step
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m slam_jax.convert", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -513,7 +529,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   p = sub.add_parser("to-hf", help="encoder checkpoint -> HF Wav2Vec2BertModel directory")
   p.add_argument("--checkpoint", required=True)
   p.add_argument("--out", required=True)
+  p = sub.add_parser("from-run", help="a training run's encoder -> encoder checkpoint")
+  p.add_argument("--model_dir", required=True)
+  p.add_argument("--out", required=True)
+  p.add_argument("--step", type=int, default=None, help="default: the newest checkpoint")
+  p.add_argument("--vocab", default=None, help="the run's SentencePiece model, stored with it")
+  p.add_argument("--kaldi_fbank", action="store_true",
+                 help="record w2v-BERT 2.0's Kaldi fbank as the front end (runs that used it)")
   args = parser.parse_args(argv)
+  if args.command == "from-run":
+    step = from_run(args.model_dir, args.out, args.step, args.vocab,
+                    KALDI_FBANK if args.kaldi_fbank else None)
+    print(f"[slam_jax.convert] wrote {args.out} from {args.model_dir} step {step}")
+    return 0
   if args.command == "from-hf":
     fresh = from_hf(args.hf_dir, args.out, args.num_speech_layers, args.vocab_size, args.seed,
                     args.vocab)

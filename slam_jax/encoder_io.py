@@ -44,8 +44,7 @@ def save(path: str, config: config_lib.EncoderConfig, params: PyTree,
   params_dir = os.path.join(path, PARAMS_DIR)
   if os.path.exists(params_dir):
     raise FileExistsError(f"{params_dir} exists: choose a new --out directory")
-  with open(os.path.join(path, CONFIG_FILE), "w") as f:
-    json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+  write_config(os.path.join(path, CONFIG_FILE), config)
   if frontend is not None:
     with open(os.path.join(path, FRONTEND_FILE), "w") as f:
       json.dump(dict(frontend), f, indent=2, sort_keys=True)
@@ -56,8 +55,17 @@ def save(path: str, config: config_lib.EncoderConfig, params: PyTree,
   checkpointer.save(params_dir, tree)
 
 
+def write_config(file: str, config: config_lib.EncoderConfig) -> None:
+  """`config`'s fields as JSON (what `load_config` reads)."""
+  if "://" not in file:
+    os.makedirs(os.path.dirname(os.path.abspath(file)), exist_ok=True)
+  with open(file, "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+
+
 def load_config(path: str) -> config_lib.EncoderConfig:
-  """The EncoderConfig stored under `path`."""
+  """The EncoderConfig stored under `path` (an encoder checkpoint or a training run's model_dir:
+  `train` writes encoder_config.json there too)."""
   file = os.path.join(path, CONFIG_FILE)
   if not os.path.exists(file):
     raise FileNotFoundError(f"{file} not found: {path} is not an encoder checkpoint (write one "

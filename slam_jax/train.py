@@ -220,6 +220,8 @@ def train(
 
   with open(os.path.join(model_dir, "config.gin"), "w") as f:
     f.write(gin.config_str())
+  if hasattr(model, "encoder_config"):  # For `python -m slam_jax.convert from-run`.
+    encoder_io.write_config(os.path.join(model_dir, encoder_io.CONFIG_FILE), model.encoder_config)
 
   compile_start = time.perf_counter()
   compiled = trainer.compile(batch_size)

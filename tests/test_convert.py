@@ -190,3 +190,28 @@ def test_from_hf_records_the_kaldi_front_end():
   features = pytest.importorskip("slam_jax.data.features")
   want = features.kaldi_fbank_config()
   assert features.LogMelConfig(**convert.KALDI_FBANK) == want
+
+
+def test_from_run_extracts_the_encoder_of_a_training_checkpoint(tmp_path):
+  from slam_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_preset("w2v_bert_tiny", vocab_size=16)
+  encoder = random_params(config, seed=4)
+  run = tmp_path / "run"
+  ckpt = checkpoints_lib.Checkpointer(str(run / "checkpoints"),
+                                      checkpoints_lib.CheckpointConfig(async_save=False))
+  state = {"params": {"encoder": encoder, "quantizer": {"w": np.ones(3, np.float32)}},
+           "step": np.int32(7)}
+  ckpt.save(7, state, {"batches_consumed": 7}, force=True)
+  ckpt.close()
+  with pytest.raises(FileNotFoundError, match="encoder_config.json"):
+    convert.from_run(str(run), str(tmp_path / "out0"))
+  encoder_io.write_config(str(run / encoder_io.CONFIG_FILE), config)
+  assert convert.main(["from-run", "--model_dir", str(run), "--out", str(tmp_path / "out"),
+                       "--kaldi_fbank"]) == 0
+  loaded_config, loaded = encoder_io.load(str(tmp_path / "out"))
+  assert loaded_config == config
+  assert encoder_io.load_frontend(str(tmp_path / "out")) == convert.KALDI_FBANK
+  flat, want = encoder_io.flatten(loaded), encoder_io.flatten(encoder)
+  assert set(flat) == set(want)
+  for k in want:
+    np.testing.assert_array_equal(flat[k], want[k], err_msg=k)
