@@ -10,6 +10,10 @@ and gathered by `clip(p_i - p_j) + M`. Distances come from position *ids*, not a
 output at a valid position does not change when the sequence is padded or when the speech part of a
 [speech; text] row is padded (the text's ids start at the speech length).
 
+`position_term='shaw'` (w2v-BERT 2.0, HF Wav2Vec2Bert's `relative_key`; Shaw et al. 2018) replaces
+the position term by q_i . E[clip(p_j - p_i, -L, R) + L] with a learned distance table E shared by
+the heads, no u/v biases (`shaw_index` gives the table index).
+
 Masking: token i attends to j iff both have the same segment id and both ids are > 0. Fully masked
 rows (padding; the empty side of a text-only or speech-only row) output zeros, never NaN.
 Logits and softmax are fp32 whatever the compute dtype. Without attention dropout the core runs
