@@ -94,3 +94,11 @@ def test_runs_inside_tf_data():
   ds = tf.data.Dataset.from_tensor_slices(np.stack([_signal(), _signal(seed=1)]))
   shapes = [f.shape for f in ds.map(features.log_mel)]
   assert shapes == [(98, 80), (98, 80)]
+
+
+@pytest.mark.parametrize("seconds", [0.5, 5.0, 20.0])
+def test_normalised_features_of_digital_silence_are_zero(seconds):
+  # Were a constant -0.0365 (float rounding of the mean, scaled up by rsqrt(var + eps)).
+  feats = features.log_mel(tf.zeros([int(seconds * 16000)])).numpy()
+  assert feats.shape[0] > 0
+  np.testing.assert_array_equal(feats, 0.0)
