@@ -18,7 +18,7 @@ Utterance i (sorted by id) goes to shard i % N; process K of P writes the shards
 s % P == K, so several processes (or hosts) can prepare one corpus without coordination.
 A finished shard is skipped on a rerun unless --overwrite (files are renamed into place when
 complete) -- but only while the fingerprint of its inputs (ids, audio paths, sizes, mtimes,
-transcripts, settings) recorded in its stats matches; a changed source redoes the shard with a
+transcripts, settings) recorded in stats/.SPLIT-SSSSS-of-NNNNN.fingerprint matches; a changed source redoes the shard with a
 warning. A split that finds no utterance, or writes no example, warns (and says so in the
 summary's "warnings"). Bad input never stops the run: each problem is counted under a reason (REASONS), the
 first few offenders per reason are logged with their path/id and listed in the JSON.
@@ -154,7 +154,6 @@ class Stats:
     self.written = 0
     self.paired = 0
     self.seconds = 0.0
-    self.fingerprint = ""
 
   def add(self, event: Event) -> None:
     self.counts[event.reason] += 1
@@ -189,7 +188,6 @@ class Stats:
         "counts": dict(sorted(self.counts.items())),
         "dropped": dict(sorted(self.dropped.items())),
         "examples": {k: v for k, v in sorted(self.examples.items()) if v},
-        "fingerprint": self.fingerprint,
     }
 
 
@@ -371,12 +369,21 @@ def fingerprint(utts: Sequence[layout.Utterance], config: PrepareConfig, num_sha
   return h.hexdigest()
 
 
+def _fingerprint_path(stats_path: str) -> str:
+  """Hidden next to the stats (mtimes differ between builds; the stats stay byte-identical)."""
+  head, tail = os.path.split(stats_path)
+  return os.path.join(head, "." + tail.replace(".json", ".fingerprint"))
+
+
 def _finished_with(stats_path: str, path: str) -> Optional[str]:
   """The fingerprint recorded for a finished shard, "" for an old one without; None: unfinished."""
   if not (os.path.exists(path) and os.path.exists(stats_path)):
     return None
-  with open(stats_path) as f:
-    return json.load(f).get("fingerprint", "")
+  try:
+    with open(_fingerprint_path(stats_path)) as f:
+      return f.read().strip()
+  except FileNotFoundError:
+    return ""
 
 
 def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareConfig(),
@@ -419,7 +426,6 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
         logging.warning("prepare: %s was made from other inputs or settings (fingerprint %s, "
                         "now %s): redoing it", path, recorded[:12] or "none", inputs_print[:12])
       stats = Stats(config.max_logged)
-      stats.fingerprint = inputs_print
       if shard == 0:  # Corpus-level findings are counted once, with shard 0.
         for file, number, line in scan.malformed_lines:
           stats.add(Event("malformed_transcript_line", f"{file}:{number}", line, True))
@@ -442,6 +448,8 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
       os.replace(tmp, path)
       with open(stats_path, "w") as f:
         json.dump(stats.to_json(), f, indent=1)
+      with open(_fingerprint_path(stats_path), "w") as f:
+        f.write(inputs_print)
   finally:
     if pool is not None:
       pool.shutdown()
@@ -468,7 +476,6 @@ def write_summary(out_dir: str, split: str, num_shards: int, max_logged: int = 5
     logging.warning("prepare: split %r: %s", split, w)
   summary = dict(total.to_json(), split=split, source=os.path.abspath(src) if src else "",
                  shards_done=done, num_shards=num_shards, reasons=REASONS, warnings=warnings)
-  summary.pop("fingerprint")
   with open(os.path.join(out_dir, f"{split}.summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   return summary
