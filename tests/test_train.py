@@ -170,6 +170,7 @@ def test_demo_mixture_trains_through_the_real_pipeline(demo_tasks, tmp_path):
   assert np.isfinite(result.last_metrics["loss"])
 
 
+@pytest.mark.slow
 def test_demo_mixture_resumes_bit_identically_from_the_saved_iterator(demo_tasks, tmp_path,
                                                                       capsys):
   """4 straight steps saving at 2; a copy of step 2 resumed to 4 (the tf.data iterator state
