@@ -24,7 +24,8 @@ setuptools.setup(
         "gin-config>=0.5.0",
         "clu>=0.0.12",
         "numpy>=2.0",
-        "soundfile>=0.14.0",
+        "soundfile>=0.14.0",  # Bundles libsndfile >= 1.1: MP3 and Opus decoding.
+        "soxr>=1.1.0",  # High-quality resampling (audio.resample).
         "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
     ],

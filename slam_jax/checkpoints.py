@@ -4,6 +4,10 @@ Layout under `<model_dir>/checkpoints/<step>/`:
   state/  the TrainState pytree (sharded arrays, written by every process in parallel)
   data/   JSON: the input pipeline position (batches consumed, seed, mixture) so a resumed run sees
           exactly the examples it would have seen without the interruption.
+  data_iterator/process_KKKKK-of-PPPPP.*  tf.data's iterator state (shuffle and prefetch buffers
+          included), one entry per process, written when the iterator can save itself
+          (pipeline.DataIterator): restoring it takes the same time at any position, where
+          skipping to the position costs time proportional to it (see DataIteratorHandler).
 
 Saves are asynchronous (training continues while the previous step is written), finalised
 atomically by orbax (a crash mid-write leaves a temporary directory that is never listed as a
@@ -16,6 +20,7 @@ import signal
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from etils import epath
 import gin
 import jax
 import orbax.checkpoint as ocp
@@ -59,15 +64,42 @@ class Checkpointer:
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: PyTree, data_state: Dict[str, Any], force: bool = False) -> bool:
-    """Starts saving `state` and `data_state` for `step`; returns whether a save was started."""
+  def save(self, step: int, state: PyTree, data_state: Dict[str, Any], force: bool = False,
+           data_iterator: Any = None) -> bool:
+    """Starts saving `state` and `data_state` for `step`; returns whether a save was started.
+
+    `data_iterator`: an iterator with `save(prefix)` (pipeline.DataIterator); its state is
+    written synchronously (before this returns) into the same checkpoint, one entry per process.
+    """
     if not force and step % self.config.save_every_steps:
       return False
     if step in self._manager.all_steps():
       return False
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                              data=ocp.args.JsonSave(dict(data_state)))
-    return self._manager.save(step, args=args, force=True)
+    items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(dict(data_state)))
+    if data_iterator is not None and hasattr(data_iterator, "save"):
+      items[DATA_ITERATOR_ITEM] = DataIteratorSave(data_iterator)
+    return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore_data_iterator(self, step: int, data_iterator: Any) -> bool:
+    """Restores `data_iterator`'s saved state from checkpoint `step`; False when there is none.
+
+    None is saved for this process (an older checkpoint, another process count, an iterator
+    that cannot restore itself): the caller's iterator then skips to its position instead.
+    """
+    if not hasattr(data_iterator, "restore"):
+      return False
+    entry = data_iterator_prefix(self._step_dir(step) / DATA_ITERATOR_ITEM)
+    if not (entry.parent / (entry.name + ".index")).exists():
+      logging.warning("Checkpoint %s/%d has no data iterator state for %s: the input pipeline "
+                      "skips to its position instead (time grows with the position).",
+                      self.directory, step, entry.name)
+      return False
+    self._manager.restore(step, args=ocp.args.Composite(
+        **{DATA_ITERATOR_ITEM: DataIteratorRestore(data_iterator)}))
+    return True
+
+  def _step_dir(self, step: int):
+    return epath.Path(self.directory) / str(step)
 
   def restore(self, abstract_state: PyTree,
               step: Optional[int] = None) -> Tuple[int, PyTree, Dict[str, Any]]:
@@ -153,3 +185,44 @@ def abstract_like(tree: PyTree, shardings: PyTree) -> PyTree:
   """ShapeDtypeStructs carrying `shardings`: what `Checkpointer.restore` restores into."""
   return jax.tree_util.tree_map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+# --- Input iterator state: one entry per process inside the step's orbax checkpoint -----------
+
+DATA_ITERATOR_ITEM = "data_iterator"
+
+
+def data_iterator_prefix(directory) -> epath.Path:
+  """This process's entry in a checkpoint's data_iterator/ item (a tf checkpoint prefix)."""
+  return epath.Path(directory) / (f"process_{jax.process_index():05d}-of-"
+                                  f"{jax.process_count():05d}")
+
+
+class DataIteratorHandler(ocp.CheckpointHandler):
+  """Writes/reads an iterator's own state (`it.save(prefix)` / `it.restore(prefix)`).
+
+  Every process writes its own entry (like t5x's per-host tf.data checkpoints and Grain's
+  per-process JSON); the save is synchronous so the state is the one at the step saved, while the
+  model arrays are still written in the background. An entry from another process count is not
+  found, and the caller falls back to skipping.
+  """
+
+  def save(self, directory: epath.Path, args: "DataIteratorSave") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    args.iterator.save(str(data_iterator_prefix(directory)))
+
+  def restore(self, directory: epath.Path, args: "DataIteratorRestore") -> Any:
+    args.iterator.restore(str(data_iterator_prefix(directory)))
+    return args.iterator
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
+@dataclasses.dataclass
+class DataIteratorSave(ocp.args.CheckpointArgs):
+  iterator: Any
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIteratorRestore(ocp.args.CheckpointArgs):
+  iterator: Any

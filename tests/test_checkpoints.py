@@ -81,3 +81,38 @@ def test_stop_signal_sets_flag_and_restores_handler():
   assert stop.requested and stop.signum == signal.SIGTERM
   stop.restore_handlers()
   assert signal.getsignal(signal.SIGTERM) is previous
+
+
+class _CountingIterator:
+  """A stand-in for pipeline.DataIterator: its state is one number in the saved files."""
+
+  def __init__(self, position=0):
+    self.position = position
+
+  def save(self, prefix):
+    for suffix in (".index", ".position"):
+      with open(prefix + suffix, "w") as f:
+        f.write(str(self.position))
+
+  def restore(self, prefix):
+    with open(prefix + ".position") as f:
+      self.position = int(f.read())
+
+
+def test_data_iterator_state_is_saved_per_process_and_restored(tmp_path):
+  ckpt = checkpoints_lib.Checkpointer(str(tmp_path), checkpoints_lib.CheckpointConfig(
+      save_every_steps=1, async_save=True))
+  it = _CountingIterator(7)
+  ckpt.save(1, _state(1.0), {"batches_consumed": 7}, data_iterator=it)
+  it.position = 9  # Training goes on while the model arrays are written: state of step 1 kept.
+  ckpt.save(2, _state(2.0), {"batches_consumed": 9})  # No iterator: no entry.
+  ckpt.wait()
+  entry = tmp_path / "1" / "data_iterator" / "process_00000-of-00001.position"
+  assert entry.read_text() == "7"
+  fresh = _CountingIterator()
+  assert ckpt.restore_data_iterator(1, fresh) and fresh.position == 7
+  assert not ckpt.restore_data_iterator(2, _CountingIterator())  # Falls back to skipping.
+  assert not ckpt.restore_data_iterator(1, iter([]))  # Cannot restore itself.
+  step, _, data = ckpt.restore(_abstract(_state(0.0)), step=1)  # Other items still restore.
+  assert step == 1 and data["batches_consumed"] == 7
+  ckpt.close()

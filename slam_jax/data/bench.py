@@ -9,6 +9,10 @@
 2. Pipeline: the full `slam_demo_speech` + converter pipeline from the prepared TFRecord cache
    in DIR (default: demo_data_dir()), with TensorFlow's default threading: audio seconds and
    examples per wall second.
+3. `--resume [--positions 100,1000,10000] [--task slam_demo]`: runs the train iterator once to
+   the largest position, saving tf.data's iterator state at each position, then times a resume
+   from each (build the pipeline, restore the state, first batch) -- and, up to --skip_max, the
+   old way (skip to the position). Restoring should take the same time at every position.
 """
 
 import argparse
@@ -84,6 +88,51 @@ def bench_pipeline(data_dir: Optional[str] = None, batches: int = 20, batch_size
           "cpu_cores_visible": os.cpu_count()}
 
 
+def bench_resume(data_dir: Optional[str] = None, positions: Sequence[int] = (100, 1000, 10000),
+                 batch_size: int = 8, task: str = "slam_demo", skip_max: int = 1000
+                 ) -> Dict[str, object]:
+  """Seconds to the first batch when resuming at each position: restored vs skipped."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import gin  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tasks  # pylint: disable=g-import-not-at-top,unused-import
+  from slam_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  if data_dir:
+    gin.bind_parameter("demo_data_dir.data_dir", data_dir)
+  make = lambda **kw: pipeline.make_train_iterator(
+      mixture_or_task_name=task, batch_size=batch_size,
+      feature_lengths=pipeline.DEMO_FEATURE_LENGTHS, seed=0, **kw)
+  tmp = tempfile.mkdtemp(prefix="slam_resume_bench_")
+  it = make()
+  reached = time.perf_counter()
+  saved = {}
+  for p in sorted(positions):
+    while it.batches_consumed < p:
+      next(it)
+    prefix = os.path.join(tmp, f"pos{p}")
+    it.save(prefix)
+    saved[p] = (prefix, next(it))  # The batch a resume must yield first.
+  run_seconds = time.perf_counter() - reached
+  rows = []
+  for p in sorted(positions):
+    prefix, want = saved[p]
+    size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)
+               if f.startswith(f"pos{p}."))
+    start = time.perf_counter()
+    first = next(make(start_batch=p, checkpoint_path=prefix))
+    restored = time.perf_counter() - start
+    same = all(np.array_equal(first[k], want[k]) for k in want)
+    row = {"position": p, "restore_seconds": round(restored, 2), "identical": same,
+           "state_mib": round(size / 2**20, 1)}
+    if p <= skip_max:
+      start = time.perf_counter()
+      next(make(start_batch=p))
+      row["skip_seconds"] = round(time.perf_counter() - start, 2)
+    rows.append(row)
+  return {"task": task, "batch_size": batch_size, "seconds_to_run_to_positions":
+          round(run_seconds, 1), "resumes": rows}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +142,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--only", choices=("frontend", "pipeline"), default=None,
                       help="run one benchmark in this process (default: each in its own)")
+  parser.add_argument("--resume", action="store_true", help="time resumes (benchmark 3) only")
+  parser.add_argument("--positions", default="100,1000,10000")
+  parser.add_argument("--task", default="slam_demo")
+  parser.add_argument("--skip_max", type=int, default=1000,
+                      help="also time skipping up to this position")
   args = parser.parse_args(argv)
+  if args.resume:
+    out = bench_resume(args.data_dir, [int(p) for p in args.positions.split(",")],
+                       args.batch_size, args.task, args.skip_max)
+    for r in out["resumes"]:
+      skip = f", skipping {r['skip_seconds']} s" if "skip_seconds" in r else ""
+      print(f"[slam_jax] resume at batch {r['position']:>6} ({args.task}, batch "
+            f"{args.batch_size}): restored state {r['restore_seconds']} s{skip}; state "
+            f"{r['state_mib']} MiB; next batch identical: {r['identical']}", flush=True)
+    print(json.dumps({"resume": out}))
+    return
   if args.only is None:
     # TensorFlow's thread settings are per process: run each benchmark in a fresh one.
     import subprocess  # pylint: disable=g-import-not-at-top

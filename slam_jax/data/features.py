@@ -229,8 +229,12 @@ def normalize(features: tf.Tensor, config: LogMelConfig = LogMelConfig()) -> tf.
     std = tf.constant(config.global_std, tf.float32)[tf.newaxis, :]
     return (features - mean) / tf.math.sqrt(tf.math.square(std) + config.norm_epsilon)
   count = tf.math.maximum(tf.cast(tf.shape(features)[0], tf.float32), 1.0)
-  mean = tf.math.reduce_sum(features, axis=0, keepdims=True) / count  # [1, bins]
-  centred = features - mean
+  # Shifted by the first frame before averaging: a constant bin (digital silence sits at the log
+  # floor) centres to exactly 0 instead of float rounding noise blown up by the rsqrt.
+  shift = features[:1]
+  shifted = features - shift
+  mean = tf.math.reduce_sum(shifted, axis=0, keepdims=True) / count  # [1, bins]
+  centred = shifted - mean
   var = tf.math.reduce_sum(tf.math.square(centred), axis=0, keepdims=True) / tf.math.maximum(
       count - config.variance_ddof, 1.0)
   return centred * tf.math.rsqrt(var + config.norm_epsilon)

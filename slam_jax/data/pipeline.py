@@ -12,14 +12,16 @@ per-host batch size, pack settings): sources list and shuffle files with the see
 and the mixture's sampling are seeded, tf.data keeps `deterministic=True`. Two ways back to the
 same position, both reproduce the next batch exactly (tests/data/test_pipeline.py):
 
-  1. `start_batch=n` (what slam_jax/train.py does with data_state["batches_consumed"]): the
-     iterator skips n batches with `Dataset.skip` before the first `next`. Always valid when the
-     settings above are unchanged, but the skipped batches are still read and featurised
-     (cost ~ n / pipeline rate; `python -m slam_jax.data.bench` prints the rate).
-  2. `it.save(path)` next to the model checkpoint (one path per process), then
-     `make_train_iterator(..., start_batch=n, checkpoint_path=path)`: restores tf.data's own
-     iterator state (shuffle buffers included, so the files are large) in O(state) time; falls
-     back to skipping when the file is missing. Filter counters are not part of that state.
+  1. tf.data's own iterator state (shuffle and prefetch buffers included), restored in a time
+     that does not depend on the position. slam_jax/train.py saves it inside each orbax
+     checkpoint (`data_iterator/process_K-of-P`, checkpoints.DataIteratorHandler) and restores
+     it with `Checkpointer.restore_data_iterator` before the first `next`; by hand:
+     `it.save(prefix)`, then `make_train_iterator(..., start_batch=n, checkpoint_path=prefix)`.
+     `python -m slam_jax.data.bench --resume` measures it. Filter counters are not part of it.
+  2. `start_batch=n` alone (the fallback when no state was saved for this process, e.g. the
+     process count changed): the iterator skips n batches with `Dataset.skip` before the first
+     `next`. Always valid when the settings above are unchanged, but the skipped batches are
+     still read and featurised (cost ~ n / pipeline rate, ~0.13 s per demo batch of 24).
 
 Changing the process count or per-host batch size changes the order: such a resume starts the
 stream afresh with a different seed-equivalent order (it does not repeat data deterministically).
@@ -103,21 +105,33 @@ def get_model_dataset(mixture_or_task_name: str = gin.REQUIRED, *,
 
 
 class DataIterator:
-  """Iterator of numpy model batches that knows its position (see module docstring)."""
+  """Iterator of numpy model batches that knows its position (see module docstring).
+
+  `dataset` starts at batch 0; the iterator is built on the first `next`: skipping
+  `start_batch` batches then, unless `restore` was called first (then it continues from the
+  restored state and skips nothing). Both graphs end in the same `skip` node, so a state saved
+  after a skipping resume restores too.
+  """
 
   def __init__(self, dataset: tf.data.Dataset, *, start_batch: int = 0, seed: Optional[int] = 0,
                description: Optional[Dict[str, Any]] = None):
     self._dataset = dataset
-    self._iterator = iter(dataset)
+    self._iterator = None
+    self._start_batch = int(start_batch)
     self.batches_consumed = int(start_batch)
     self._seed = seed
     self._description = dict(description or {})
+
+  def _tf_iterator(self, skip: Optional[int] = None):
+    if self._iterator is None:
+      self._iterator = iter(self._dataset.skip(self._start_batch if skip is None else skip))
+    return self._iterator
 
   def __iter__(self) -> Iterator[types.Batch]:
     return self
 
   def __next__(self) -> types.Batch:
-    batch = next(self._iterator)
+    batch = next(self._tf_iterator())
     self.batches_consumed += 1
     return {k: v.numpy() for k, v in batch.items()}
 
@@ -131,18 +145,31 @@ class DataIterator:
 
   def save(self, path: str) -> str:
     """Writes tf.data's iterator state to `path` (a file prefix, one per process)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ckpt = tf.train.Checkpoint(iterator=self._iterator)
+    if "://" not in path:
+      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ckpt = tf.train.Checkpoint(iterator=self._tf_iterator())
     out = ckpt.write(path)
     with tf.io.gfile.GFile(path + ".position", "w") as f:
       f.write(str(self.batches_consumed))
     return out
 
   def restore(self, path: str) -> None:
-    """Restores the state written by `save(path)`."""
-    tf.train.Checkpoint(iterator=self._iterator).read(path).assert_consumed()
+    """Restores the state written by `save(path)`, before the first `next`.
+
+    Raises:
+      ValueError: the state is at another position than the `start_batch` this iterator was
+        made for (a data state from another checkpoint), or batches were already taken.
+    """
+    if self._iterator is not None:
+      raise ValueError(f"DataIterator.restore({path}) after batches were taken: restore first")
     with tf.io.gfile.GFile(path + ".position") as f:
-      self.batches_consumed = int(f.read().strip())
+      position = int(f.read().strip())
+    if position != self._start_batch:
+      raise ValueError(f"{path} holds the position after {position} batches but the run "
+                       f"resumes at {self._start_batch}: pass the matching checkpoint or no "
+                       "checkpoint_path (then the iterator skips).")
+    tf.train.Checkpoint(iterator=self._tf_iterator(skip=0)).read(path).assert_consumed()
+    self.batches_consumed = position
 
 
 @gin.configurable
@@ -172,17 +199,10 @@ def make_train_iterator(*, mixture_or_task_name: str = gin.REQUIRED, batch_size:
   description = {"mixture_or_task_name": mixture_or_task_name, "batch_size": batch_size,
                  "shard_index": shard_info.index if shard_info else 0,
                  "num_shards": shard_info.num_shards if shard_info else 1}
+  it = DataIterator(ds, start_batch=start_batch, seed=seed, description=description)
   if checkpoint_path and tf.io.gfile.exists(checkpoint_path + ".index"):
-    it = DataIterator(ds, start_batch=0, seed=seed, description=description)
     it.restore(checkpoint_path)
-    if it.batches_consumed != start_batch:
-      raise ValueError(f"{checkpoint_path} holds the position after {it.batches_consumed} "
-                       f"batches but the run resumes at {start_batch}: pass the matching "
-                       "checkpoint or no checkpoint_path (then the iterator skips).")
-    return it
-  if start_batch:
-    ds = ds.skip(start_batch)
-  return DataIterator(ds, start_batch=start_batch, seed=seed, description=description)
+  return it
 
 
 def take_batches(it, n: int):

@@ -4,10 +4,11 @@
       [--num_shards N] [--process_index K --num_processes P] [--workers W] \
       [--vocab_path spm.model] [--max_seconds 35 --long_policy drop|trim|split] \
       [--min_seconds 0.1] [--empty_transcript drop|keep] [--require_transcript] \
-      [--unencodable drop|strip|keep] [--overwrite]
+      [--unencodable keep|strip|speech_only] [--silence drop|keep] [--overwrite]
 
 Works for LibriSpeech, Libri-Light (audio only; `--long_policy split` cuts hour-long files into
-`max_seconds` pieces) and the demo corpus. Output, per split:
+pieces of at most `max_seconds`, each cut at the quietest 10 ms within the last
+`split_search_seconds` before the limit, i.e. at a pause) and the demo corpus. Output, per split:
 
   CACHE_DIR/SPLIT.tfrecord-SSSSS-of-NNNNN   tf.train.Example records (schema: FEATURES below)
   CACHE_DIR/stats/SPLIT-SSSSS-of-NNNNN.json counts for that shard
@@ -16,13 +17,17 @@ Works for LibriSpeech, Libri-Light (audio only; `--long_policy split` cuts hour-
 Utterance i (sorted by id) goes to shard i % N; process K of P writes the shards s with
 s % P == K, so several processes (or hosts) can prepare one corpus without coordination.
 A finished shard is skipped on a rerun unless --overwrite (files are renamed into place when
-complete). Bad input never stops the run: each problem is counted under a reason (REASONS), the
+complete) -- but only while the fingerprint of its inputs (ids, audio paths, sizes, mtimes,
+transcripts, settings) recorded in stats/.SPLIT-SSSSS-of-NNNNN.fingerprint matches; a changed source redoes the shard with a
+warning. A split that finds no utterance, or writes no example, warns (and says so in the
+summary's "warnings"). Bad input never stops the run: each problem is counted under a reason (REASONS), the
 first few offenders per reason are logged with their path/id and listed in the JSON.
 """
 
 import argparse
 import collections
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -48,11 +53,19 @@ FEATURES = {
 
 REASONS = {
     "missing_audio": "a transcript line without an audio file (dropped)",
-    "missing_transcript": "audio without a transcript while --require_transcript (dropped)",
+    "missing_transcript": "audio without a (readable) transcript line in a directory that has a "
+                          "transcript file, or anywhere with --require_transcript (kept as "
+                          "speech-only; dropped with --require_transcript)",
     "empty_transcript": "a transcript line with no text (dropped or kept per --empty_transcript)",
-    "unencodable": "transcript characters the vocabulary maps to UNK (per --unencodable)",
+    "unencodable": "transcript characters the vocabulary maps to UNK (per --unencodable; the "
+                   "audio is always kept)",
     "empty_audio": "a 0-byte file or one without samples (dropped)",
-    "decode_error": "a file soundfile cannot decode, or with NaN/Inf samples (dropped)",
+    "truncated_audio": "fewer samples than the header promises, or undecodable data after a "
+                       "valid header (dropped; re-copy the file)",
+    "decode_error": "not audio, a container libsndfile cannot read (m4a), or NaN/Inf samples "
+                    "(dropped)",
+    "silent": "digital silence or RMS under --silence_dbfs (dropped or kept per --silence)",
+    "skipped_file": "a file that is neither a transcript nor audio by content (ignored)",
     "too_short": "shorter than --min_seconds (dropped)",
     "too_long": "longer than --max_seconds (dropped, trimmed or split per --long_policy)",
     "malformed_transcript_line": "a *.trans.txt line that is not UTF-8 (skipped)",
@@ -61,7 +74,9 @@ REASONS = {
 }
 LONG_POLICIES = ("drop", "trim", "split")
 EMPTY_POLICIES = ("drop", "keep")
-UNENCODABLE_POLICIES = ("drop", "strip", "keep")
+# The same default ("keep": unencodable characters become UNK) as filters.FilterConfig.
+UNENCODABLE_POLICIES = ("keep", "strip", "speech_only")
+SILENCE_POLICIES = ("drop", "keep")
 
 
 @gin.configurable
@@ -73,26 +88,37 @@ class PrepareConfig:
     min_seconds: shorter utterances are dropped.
     max_seconds: longer utterances follow `long_policy`.
     long_policy: "drop"; "trim" (keep the first max_seconds, transcript unchanged); "split"
-      (audio without transcript only, cut into max_seconds pieces "ID_000", ...; transcribed
-      audio is dropped).
+      (audio without transcript only, cut at pauses into pieces "ID_000", ... of at most
+      max_seconds; transcribed audio is dropped).
+    split_search_seconds: "split" cuts at the quietest frame in the last this-many seconds
+      before max_seconds (so pieces last between max - search and max seconds).
     empty_transcript: "drop" or "keep" an utterance whose transcript line has no text.
     require_transcript: drop audio that has no transcript line at all (paired corpora).
-    unencodable: "drop" the utterance, "strip" the characters, or "keep" (they become UNK).
+    unencodable: "keep" (the characters become UNK, as in the task pipelines), "strip" the
+      characters, or "speech_only" (write the audio without its transcript). Never drops audio.
+    silence: "drop" or "keep" audio that is digital silence or quieter than silence_dbfs.
+    silence_dbfs: RMS level (dB re full scale) under which audio counts as silent.
     vocab_path: SentencePiece model for the unencodable check (None: no check).
     max_logged: offenders logged (and listed in the JSON) per reason.
   """
   min_seconds: float = 0.1
   max_seconds: float = 35.0
   long_policy: str = "drop"
+  split_search_seconds: float = 5.0
   empty_transcript: str = "drop"
   require_transcript: bool = False
-  unencodable: str = "drop"
+  unencodable: str = "keep"
+  silence: str = "drop"
+  silence_dbfs: float = audio_lib.SILENCE_DBFS
   vocab_path: Optional[str] = None
   max_logged: int = 5
 
   def __post_init__(self):
+    if self.unencodable == "drop":
+      raise ValueError("PrepareConfig.unencodable='drop' is gone (it threw the speech away): "
+                       "use 'speech_only' to keep the audio without its transcript")
     for name, allowed in (("long_policy", LONG_POLICIES), ("empty_transcript", EMPTY_POLICIES),
-                          ("unencodable", UNENCODABLE_POLICIES)):
+                          ("unencodable", UNENCODABLE_POLICIES), ("silence", SILENCE_POLICIES)):
       if getattr(self, name) not in allowed:
         raise ValueError(f"PrepareConfig.{name}={getattr(self, name)!r}: use one of {allowed}")
     if not 0 <= self.min_seconds < self.max_seconds:
@@ -126,6 +152,7 @@ class Stats:
     self.examples: Dict[str, List[str]] = collections.defaultdict(list)
     self.seen = 0
     self.written = 0
+    self.paired = 0
     self.seconds = 0.0
 
   def add(self, event: Event) -> None:
@@ -140,6 +167,7 @@ class Stats:
   def merge(self, other: Dict) -> None:
     self.seen += other["utterances_seen"]
     self.written += other["examples_written"]
+    self.paired += other.get("paired_written", 0)
     self.seconds += other["seconds_written"]
     for k, v in other["counts"].items():
       self.counts[k] += v
@@ -153,6 +181,8 @@ class Stats:
     return {
         "utterances_seen": self.seen,
         "examples_written": self.written,
+        "paired_written": self.paired,
+        "speech_only_written": self.written - self.paired,
         "seconds_written": round(self.seconds, 3),
         "hours_written": round(self.seconds / 3600.0, 4),
         "counts": dict(sorted(self.counts.items())),
@@ -170,8 +200,11 @@ def process_utterance(utt: layout.Utterance, config: PrepareConfig,
   if utt.audio_path is None:
     return [], [Event("missing_audio", utt.id, "transcript without an audio file", True)]
   if transcript is None:
+    detail = utt.transcript_error or "no transcript line for this id"
     if config.require_transcript:
-      return [], [Event("missing_transcript", where, "no transcript line for this id", True)]
+      return [], [Event("missing_transcript", where, detail, True)]
+    if utt.transcript_error or utt.paired_dir:  # A lost pairing, not an audio-only corpus.
+      events.append(Event("missing_transcript", where, detail + " (kept as speech-only)", False))
     transcript = ""
   elif not transcript.strip():
     drop = config.empty_transcript == "drop"
@@ -181,23 +214,31 @@ def process_utterance(utt: layout.Utterance, config: PrepareConfig,
   if transcript and checker is not None:
     bad = checker.unencodable(transcript)
     if bad:
-      drop = config.unencodable == "drop"
-      events.append(Event("unencodable", where, f"characters {''.join(bad)!r} ({config.unencodable})",
-                          drop))
-      if drop:
-        return [], events
-      if config.unencodable == "strip":
+      events.append(Event("unencodable", where,
+                          f"characters {''.join(bad)!r} ({config.unencodable})", False))
+      if config.unencodable == "speech_only":
+        transcript = ""
+      elif config.unencodable == "strip":
         transcript = checker.strip(transcript)
-        if not transcript and config.empty_transcript == "drop":
-          events.append(Event("empty_transcript", where, "empty after stripping", True))
-          return [], events
+        if not transcript:
+          events.append(Event("empty_transcript", where, "empty after stripping (kept as "
+                              "speech-only)", False))
   try:
     samples, _ = audio_lib.load_audio(utt.audio_path)
   except audio_lib.AudioDecodeError as e:
-    reason = "empty_audio" if e.reason == "empty" else "decode_error"
+    reason = {"empty": "empty_audio", "truncated": "truncated_audio",
+              "corrupt": "truncated_audio"}.get(e.reason, "decode_error")
     events.append(Event(reason, where, e.detail, True))
     return [], events
   pcm = audio_lib.float_to_int16(samples)
+  kind, level = audio_lib.silence_level(pcm)
+  if kind == "near" and level >= config.silence_dbfs:
+    kind = ""
+  if kind:
+    drop = config.silence == "drop"
+    events.append(Event("silent", where, f"{kind} silence (RMS {level:.1f} dBFS)", drop))
+    if drop:
+      return [], events
   seconds = pcm.shape[0] / types.SAMPLE_RATE
   if seconds < config.min_seconds:
     events.append(Event("too_short", where, f"{seconds:.3f} s < {config.min_seconds} s", True))
@@ -215,11 +256,43 @@ def process_utterance(utt: layout.Utterance, config: PrepareConfig,
       pcm = pcm[:max_samples]
     else:
       min_samples = int(math.ceil(config.min_seconds * types.SAMPLE_RATE))
-      pieces = [pcm[i:i + max_samples] for i in range(0, pcm.shape[0], max_samples)]
-      records = [Record(f"{utt.id}_{k:03d}", p, "", utt.speaker)
-                 for k, p in enumerate(pieces) if p.shape[0] >= max(min_samples, 1)]
+      search = int(round(config.split_search_seconds * types.SAMPLE_RATE))
+      bounds = split_at_pauses(pcm, max_samples, search)
+      records = []
+      for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        piece = pcm[a:b]
+        if piece.shape[0] < max(min_samples, 1):
+          continue
+        quiet, _ = audio_lib.silence_level(piece)
+        if quiet == "digital" and config.silence == "drop":
+          events.append(Event("silent", f"{where}[{k}]", "digital silence", True))
+          continue
+        records.append(Record(f"{utt.id}_{k:03d}", piece, "", utt.speaker))
       return records, events
   return [Record(utt.id, pcm, transcript, utt.speaker)], events
+
+
+def split_at_pauses(pcm: np.ndarray, max_samples: int, search_samples: int,
+                    hop: int = types.SAMPLE_RATE // 100) -> List[int]:
+  """Cut points [0, c1, ..., len] of [samples] audio into pieces of at most `max_samples`.
+
+  Each cut is at the start of the lowest-energy `hop`-sample frame (10 ms) in the last
+  `search_samples` (at most half of `max_samples`) before the limit: a pause when there is one,
+  the quietest spot otherwise (the latest of equals, so a steady signal is cut at the limit).
+  """
+  n = int(pcm.shape[0])
+  cuts = [0]
+  x = np.asarray(pcm, np.float64)
+  while n - cuts[-1] > max_samples:
+    start = cuts[-1]
+    search = min(max(search_samples, hop), max_samples // 2)
+    frames = max(search // hop, 1)
+    lo = start + max_samples - frames * hop
+    energy = np.square(x[lo:lo + frames * hop]).reshape(frames, hop).sum(axis=1)
+    quietest = frames - 1 - int(np.argmin(energy[::-1]))  # The latest of equally quiet frames.
+    cuts.append(lo + quietest * hop)
+  cuts.append(n)
+  return cuts
 
 
 # --- TFRecord output -------------------------------------------------------------------------
@@ -283,6 +356,36 @@ def _processed(utts: Sequence[layout.Utterance], config: PrepareConfig, pool
     yield from pool.map(_worker_process, utts, chunksize=4)
 
 
+def fingerprint(utts: Sequence[layout.Utterance], config: PrepareConfig, num_shards: int,
+                src: str) -> str:
+  """sha256 of what a shard is made from: ids, audio path/size/mtime, transcripts, settings."""
+  h = hashlib.sha256()
+  h.update(json.dumps([dataclasses.asdict(config), num_shards], sort_keys=True).encode())
+  for u in utts:
+    st = os.stat(u.audio_path) if u.audio_path else None
+    h.update(json.dumps([u.id, os.path.relpath(u.audio_path, src) if u.audio_path else None,
+                         st.st_size if st else None, st.st_mtime_ns if st else None,
+                         u.transcript, u.transcript_error, u.paired_dir, u.speaker]).encode())
+  return h.hexdigest()
+
+
+def _fingerprint_path(stats_path: str) -> str:
+  """Hidden next to the stats (mtimes differ between builds; the stats stay byte-identical)."""
+  head, tail = os.path.split(stats_path)
+  return os.path.join(head, "." + tail.replace(".json", ".fingerprint"))
+
+
+def _finished_with(stats_path: str, path: str) -> Optional[str]:
+  """The fingerprint recorded for a finished shard, "" for an old one without; None: unfinished."""
+  if not (os.path.exists(path) and os.path.exists(stats_path)):
+    return None
+  try:
+    with open(_fingerprint_path(stats_path)) as f:
+      return f.read().strip()
+  except FileNotFoundError:
+    return ""
+
+
 def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareConfig(),
             num_shards: Optional[int] = None, process_index: int = 0, num_processes: int = 1,
             workers: int = 1, overwrite: bool = False,
@@ -293,6 +396,10 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
     raise ValueError(f"process_index={process_index} must be in [0, {num_processes})")
   scan = layout.scan(src)
   utts = scan.utterances
+  if not utts:
+    logging.warning("prepare: %s holds no utterances (no audio and no transcript files%s): the "
+                    "shards of split %r will be empty", src,
+                    f"; {len(scan.skipped_files)} other files" if scan.skipped_files else "", split)
   if num_shards is None:
     num_shards = max(1, math.ceil(len(utts) / utterances_per_shard))
   os.makedirs(os.path.join(out_dir, "stats"), exist_ok=True)
@@ -307,15 +414,26 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
     for shard in range(process_index, num_shards, num_processes):
       path = shard_path(out_dir, split, shard, num_shards)
       stats_path = _stats_path(out_dir, split, shard, num_shards)
-      if not overwrite and os.path.exists(path) and os.path.exists(stats_path):
-        continue
+      mine = utts[shard::num_shards]
+      # Shard 0 also counts the corpus-level findings, so they are part of its inputs.
+      extra = ([layout.Utterance(f, None, None, "") for f in scan.skipped_files]
+               if shard == 0 else [])
+      inputs_print = fingerprint(mine + extra, config, num_shards, src)
+      recorded = _finished_with(stats_path, path)
+      if not overwrite and recorded is not None:
+        if recorded == inputs_print:
+          continue
+        logging.warning("prepare: %s was made from other inputs or settings (fingerprint %s, "
+                        "now %s): redoing it", path, recorded[:12] or "none", inputs_print[:12])
       stats = Stats(config.max_logged)
       if shard == 0:  # Corpus-level findings are counted once, with shard 0.
         for file, number, line in scan.malformed_lines:
           stats.add(Event("malformed_transcript_line", f"{file}:{number}", line, True))
         for uid in scan.duplicate_ids:
           stats.add(Event("duplicate_id", uid, "id seen twice", False))
-      mine = utts[shard::num_shards]
+        for file in scan.skipped_files:
+          stats.add(Event("skipped_file", file, "neither audio (by content) nor *.trans.txt",
+                          True))
       tmp = os.path.join(out_dir, f".{os.path.basename(path)}.tmp")
       with tf.io.TFRecordWriter(tmp) as writer:
         for records, events in _processed(mine, config, pool):
@@ -325,10 +443,13 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
           for r in records:
             writer.write(serialize(r))
             stats.written += 1
+            stats.paired += bool(r.transcript)
             stats.seconds += r.audio.shape[0] / types.SAMPLE_RATE
       os.replace(tmp, path)
       with open(stats_path, "w") as f:
         json.dump(stats.to_json(), f, indent=1)
+      with open(_fingerprint_path(stats_path), "w") as f:
+        f.write(inputs_print)
   finally:
     if pool is not None:
       pool.shutdown()
@@ -346,8 +467,15 @@ def write_summary(out_dir: str, split: str, num_shards: int, max_logged: int = 5
       with open(path) as f:
         total.merge(json.load(f))
       done += 1
+  warnings = []
+  if done == num_shards and total.seen == 0:
+    warnings.append(f"no utterances found under {src or 'the source'}: check --src")
+  elif done == num_shards and total.written == 0:
+    warnings.append("no example was written: every utterance was dropped (see counts)")
+  for w in warnings:
+    logging.warning("prepare: split %r: %s", split, w)
   summary = dict(total.to_json(), split=split, source=os.path.abspath(src) if src else "",
-                 shards_done=done, num_shards=num_shards, reasons=REASONS)
+                 shards_done=done, num_shards=num_shards, reasons=REASONS, warnings=warnings)
   with open(os.path.join(out_dir, f"{split}.summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   return summary

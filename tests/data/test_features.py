@@ -127,3 +127,11 @@ def test_kaldi_mel_matrix_known_answers():
   centre_hz = 700.0 * np.expm1(edges[1:-1] / 1127.0)
   peak_bin = m.argmax(axis=0)
   np.testing.assert_allclose(peak_bin * 16000 / 512, centre_hz, atol=16000 / 512)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 5.0, 20.0])
+def test_normalised_features_of_digital_silence_are_zero(seconds):
+  # Were a constant -0.0365 (float rounding of the mean, scaled up by rsqrt(var + eps)).
+  feats = features.log_mel(tf.zeros([int(seconds * 16000)])).numpy()
+  assert feats.shape[0] > 0
+  np.testing.assert_array_equal(feats, 0.0)

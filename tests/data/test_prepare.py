@@ -64,10 +64,11 @@ def test_bad_inputs_are_counted_and_skipped(messy, tmp_path, model_path):
       "decode_error": 1, "empty_audio": 1, "empty_transcript": 1, "missing_audio": 1,
       "missing_transcript": 1, "too_long": 1, "too_short": 1, "unencodable": 1,
       "malformed_transcript_line": 1}
-  assert summary["examples_written"] == 2 and summary["utterances_seen"] == 10
+  assert summary["examples_written"] == 3 and summary["utterances_seen"] == 10
   assert any("1-7-0001.flac" in e for e in summary["examples"]["decode_error"])
   records = _read(str(tmp_path / "cache"), "train")
-  assert sorted(records) == ["1-7-0000", "1-7-0008"]
+  # Unencodable characters keep the utterance by default (they become UNK in the pipeline).
+  assert sorted(records) == ["1-7-0000", "1-7-0007", "1-7-0008"]
   assert records["1-7-0008"]["audio"].shape[0] == 16000  # 44.1 kHz stereo -> 16 kHz mono.
   assert records["1-7-0000"]["transcript"].numpy() == b"THE DOG RAN"
   with open(tmp_path / "cache" / "train.summary.json") as f:
@@ -130,3 +131,83 @@ def test_same_file_name_in_two_directories(tmp_path):
   scan = layout.scan(str(tmp_path / "ll"))
   assert sorted(u.id for u in scan.utterances) == ["42-b-chapter_01", "chapter_01"]
   assert scan.duplicate_ids == ["chapter_01"] and {u.speaker for u in scan.utterances} == {"42"}
+
+
+def _write(path, x, rate=16000, **kw):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  soundfile.write(str(path), x, rate, **kw)
+
+
+def test_split_cuts_long_recordings_at_pauses():
+  rng = np.random.default_rng(0)
+  speech = lambda s: (3000 * rng.standard_normal(int(s * 16000))).astype(np.int16)
+  pause = lambda s: np.zeros(int(s * 16000), np.int16)
+  # 8 s speech, 0.3 s pause at 8.0 s, 7 s speech, pause at 15.3 s, 4 s speech; limit 10 s.
+  pcm = np.concatenate([speech(8.0), pause(0.3), speech(7.0), pause(0.3), speech(4.0)])
+  cuts = prepare.split_at_pauses(pcm, 10 * 16000, 5 * 16000)
+  assert len(cuts) == 4 and cuts[0] == 0 and cuts[-1] == pcm.shape[0]
+  assert 8.0 <= cuts[1] / 16000 < 8.3 and 15.3 <= cuts[2] / 16000 < 15.6  # Inside the pauses.
+  assert max(np.diff(cuts)) <= 10 * 16000
+
+
+def test_bom_and_undecodable_lines_and_skipped_files_are_counted(tmp_path):
+  d = tmp_path / "src" / "3" / "9"
+  for i in range(3):
+    _write(d / f"3-9-000{i}.flac", _tone(0.5))
+  (d / "3-9.trans.txt").write_bytes(
+      b"\xef\xbb\xbf3-9-0000 A BOM\n3-9-0001 \xff BAD BYTES\n")
+  (d / "notes.txt").write_text("not audio")
+  _write(d / "3-9-0003.mp3", _tone(0.5), format="MP3")  # Was ignored by extension.
+  (d / "3-9.trans.txt").write_bytes((d / "3-9.trans.txt").read_bytes() + b"3-9-0003 MP THREE\n")
+  summary = prepare.prepare(str(tmp_path / "src"), str(tmp_path / "c"), "train", num_shards=1)
+  records = _read(str(tmp_path / "c"), "train")
+  assert records["3-9-0000"]["transcript"].numpy() == b"A BOM"  # No U+FEFF in the id.
+  assert records["3-9-0003"]["transcript"].numpy() == b"MP THREE"
+  assert summary["counts"] == {"malformed_transcript_line": 1, "missing_transcript": 2,
+                               "skipped_file": 1}
+  assert any("not UTF-8" in e for e in summary["examples"]["missing_transcript"])
+  assert summary["paired_written"] == 2 and summary["speech_only_written"] == 2
+  assert "missing_audio" not in summary["counts"]
+
+
+def test_truncated_and_silent_audio_are_counted(tmp_path):
+  d = tmp_path / "src" / "5" / "1"
+  _write(d / "5-1-0000.wav", _tone(1.0), subtype="PCM_16")
+  whole = (d / "5-1-0000.wav").read_bytes()
+  (d / "5-1-0000.wav").write_bytes(whole[:len(whole) // 2])
+  _write(d / "5-1-0001.flac", np.zeros(16000, np.float32))           # Digital silence.
+  _write(d / "5-1-0002.flac", np.full(16000, 2e-5, np.float32))      # -94 dBFS.
+  _write(d / "5-1-0003.flac", _tone(1.0))
+  summary = prepare.prepare(str(tmp_path / "src"), str(tmp_path / "c"), "train", num_shards=1)
+  assert summary["counts"] == {"truncated_audio": 1, "silent": 2}
+  assert summary["examples_written"] == 1
+  assert any("re-download" in e for e in summary["examples"]["truncated_audio"])
+  kept = prepare.prepare(str(tmp_path / "src"), str(tmp_path / "k"), "train",
+                         prepare.PrepareConfig(silence="keep"), num_shards=1)
+  assert kept["examples_written"] == 3 and kept["dropped"] == {"truncated_audio": 1}
+
+
+def test_unencodable_text_keeps_the_speech(messy, tmp_path, model_path):
+  config = prepare.PrepareConfig(max_seconds=2.0, unencodable="speech_only",
+                                 vocab_path=model_path)
+  prepare.prepare(messy, str(tmp_path / "c"), "train", config, num_shards=1)
+  records = _read(str(tmp_path / "c"), "train")
+  assert records["1-7-0007"]["transcript"].numpy() == b""
+  assert records["1-7-0007"]["audio"].shape[0] == 16000
+  with pytest.raises(ValueError, match="speech_only"):
+    prepare.PrepareConfig(unencodable="drop")
+
+
+def test_changed_sources_redo_finished_shards_and_empty_sources_warn(tmp_path, caplog):
+  src, out = tmp_path / "src", str(tmp_path / "c")
+  src.mkdir()
+  summary = prepare.prepare(str(src), out, "train", num_shards=1)
+  assert summary["utterances_seen"] == 0 and "no utterances" in summary["warnings"][0]
+  assert "holds no utterances" in caplog.text
+  _write(src / "7" / "2" / "7-2-0000.flac", _tone(0.5))
+  summary = prepare.prepare(str(src), out, "train", num_shards=1)
+  assert summary["utterances_seen"] == 1 and summary["examples_written"] == 1
+  assert summary["warnings"] == [] and "redoing it" in caplog.text
+  caplog.clear()
+  prepare.prepare(str(src), out, "train", num_shards=1)  # Unchanged: reused silently.
+  assert "redoing" not in caplog.text
