@@ -151,10 +151,21 @@ class Checkpointer:
                               data=ocp.args.JsonSave(dict(data_state)))
     return self._manager.save(step, args=args, force=True)
 
-  def _move_aside(self, step: int) -> Optional[str]:
-    """Renames the unreadable `<dir>/<step>` to `<step>.corrupt-<time>` (process 0, local dirs)."""
+  def supersede_after(self, step: int) -> None:
+    """Moves the steps newer than `step` aside (`<n>.superseded-<time>`): a resume from an
+    earlier step starts a new history, whose saves must not collide with the old one's."""
+    newer = [s for s in self.all_steps() if s > step]
+    for s in newer:
+      moved = self._move_aside(s, "superseded")
+      logging.warning("Resuming from step %d: step %d %s.", step, s,
+                      f"moved aside to {moved}" if moved else "left in place")
+    if newer:
+      self._manager.reload()
+
+  def _move_aside(self, step: int, why: str = "corrupt") -> Optional[str]:
+    """Renames `<dir>/<step>` to `<step>.<why>-<time>` (process 0, local directories)."""
     src = os.path.join(self.directory, str(step))
-    dst = f"{src}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    dst = f"{src}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
     if jax.process_index() == 0 and "://" not in src and os.path.isdir(src):
       try:
         os.rename(src, dst)
