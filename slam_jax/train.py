@@ -380,7 +380,7 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
     print(f"[slam_jax] resumed from {ckpt_dir} step {start_step} "
           f"(data position: {start_batch} batches)", flush=True)
   else:
-    state, start_step, start_batch, data_state = trainer.init_state(), 0, 0, {}
+    state, start_step, start_batch, data_state = None, 0, 0, {}  # Initialised after the data.
 
   # The data before compiling: an unknown mixture or a missing corpus fails in seconds.
   per_host = batch_size // jax.process_count()
@@ -397,6 +397,8 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
     raise ValueError(f"make_data={getattr(make_data, '__name__', make_data)} yielded no batch "
                      f"(per-host batch {per_host}, lengths {dict(feature_lengths)}).") from None
 
+  if state is None:
+    state = trainer.init_state()
   config_path = _write_config(model_dir, start_step)
   logging.info("Operative config written to %s", config_path)
 
