@@ -77,6 +77,25 @@ def describe_error(error: BaseException, limit: int = 400) -> str:
   return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
+class _DropReraisedThreadErrors(logging.Filter):
+  """Drops orbax's per-thread tracebacks of a failed save (one per array and writer thread,
+  hundreds of lines for a full disk): the same error reaches `Checkpointer` and is raised as one
+  line (CheckpointSaveError)."""
+
+  PATTERNS = ("_SignalingThread.run() raised an exception", "in background save thread",
+              "Save Finalize thread")
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not any(p in str(record.msg) for p in self.PATTERNS)
+
+
+_THREAD_ERROR_FILTER = _DropReraisedThreadErrors()
+
+
+class CheckpointSaveError(RuntimeError):
+  """A save failed (full disk, permissions); the message is one line with the cause."""
+
+
 class Checkpointer:
   """Saves and restores (TrainState, data position) pairs under `directory`.
 
@@ -93,6 +112,9 @@ class Checkpointer:
         create=True,
     )
     self._manager = ocp.CheckpointManager(directory, options=options)
+    for name in ("absl", ""):
+      if _THREAD_ERROR_FILTER not in logging.getLogger(name).filters:
+        logging.getLogger(name).addFilter(_THREAD_ERROR_FILTER)
     self._pending_good: Optional[Tuple[int, Dict[str, float]]] = None
     self.moved_aside: List[str] = []
 
@@ -142,14 +164,18 @@ class Checkpointer:
     """Starts saving `state` and `data_state` for `step`; returns whether a save was started."""
     if not force and step % self.config.save_every_steps:
       return False
-    self._manager.wait_until_finished()  # The previous save is committed: it may become good.
+    self._wait()  # The previous save is committed: it may become good.
     self._commit_good()
     self._rotate()
     if step in self._manager.all_steps():
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(dict(data_state)))
-    return self._manager.save(step, args=args, force=True)
+    try:
+      return self._manager.save(step, args=args, force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointSaveError(f"Saving step {step} under {self.directory} failed: "
+                                f"{describe_error(e)}") from e
 
   def supersede_after(self, step: int) -> None:
     """Moves the steps newer than `step` aside (`<n>.superseded-<time>`): a resume from an
@@ -224,12 +250,19 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk (then rotates)."""
-    self._manager.wait_until_finished()
+    self._wait()
     self._commit_good()
     self._rotate()
 
+  def _wait(self) -> None:
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointSaveError(f"An asynchronous save under {self.directory} failed: "
+                                f"{describe_error(e)}") from e
+
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    self._wait()
     self._commit_good()
     self._rotate()
     self._manager.close()

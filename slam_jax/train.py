@@ -348,10 +348,11 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
   del lock_stale_seconds
   ckpt_dir = os.path.join(model_dir, "checkpoints")
   checkpointer = checkpoints_lib.Checkpointer(ckpt_dir, checkpoint)
-  if checkpointer.all_steps() and not resume:
+  existing = checkpointer.all_steps()
+  if existing and not resume:
     checkpointer.close()
     raise FileExistsError(
-        f"{ckpt_dir} already holds checkpoints {checkpointer.all_steps()}; pass --resume to "
+        f"{ckpt_dir} already holds checkpoints {existing}; pass --resume to "
         "continue that run, or choose another MODEL_DIR.")
   if resume and not checkpointer.all_steps():
     if resume_step is not None:

@@ -3,6 +3,8 @@
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -162,3 +164,33 @@ def test_describe_error_is_one_line_with_the_cause():
     line = checkpoints_lib.describe_error(e)
   assert "\n" not in line and "bound method" not in line
   assert line.startswith("OSError: [Errno 28] No space left on device") and "params.w" in line
+
+
+_FULL_DISK_SCRIPT = """
+import resource, signal, sys
+import numpy as np, jax.numpy as jnp
+from slam_jax import checkpoints as C
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Writes past the limit fail with EFBIG instead.
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+c = C.Checkpointer(sys.argv[1], C.CheckpointConfig(save_every_steps=1, async_save=True))
+w = jnp.asarray(np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32))
+try:
+  c.save(1, {"w": w}, {"b": 1})
+  c.close()
+except C.CheckpointSaveError as e:
+  print("SAVE FAILED:", e)
+  sys.exit(3)
+"""
+
+
+def test_failed_save_is_one_line_not_hundreds_of_tracebacks(tmp_path):
+  """A save that cannot write (a file-size limit standing in for a full disk)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(tmp_path / "ck")], cwd=root,
+                        env=env, capture_output=True, text=True, timeout=300)
+  out = proc.stdout + proc.stderr
+  assert proc.returncode == 3, out
+  assert "Traceback" not in out, out  # Before: two per array, ~100 lines each.
+  line = next(l for l in out.splitlines() if l.startswith("SAVE FAILED:"))
+  assert "File too large" in line and '"w/0.0"' in line
