@@ -55,7 +55,7 @@ class CheckpointConfig:
       raise ValueError(f"CheckpointConfig.keep={self.keep}: must be >= 1.")
 
 
-def describe_error(error: BaseException, limit: int = 400) -> str:
+def describe_error(error: BaseException, limit: int = 1000) -> str:
   """One line saying what failed and why: the innermost cause, without reprs of bound methods.
 
   TensorStore and orbax wrap the cause (file, array, errno) in several layers and reprs of the
@@ -74,7 +74,8 @@ def describe_error(error: BaseException, limit: int = 400) -> str:
     text = " ".join(text.split())
     parts.append(f"{type(e).__name__}: {text}" if text else type(e).__name__)
   line = " <- ".join(dict.fromkeys(parts))
-  return line if len(line) <= limit else line[:limit - 3] + "..."
+  half = limit // 2 - 3  # Cut in the middle: the file comes first, the errno near the end.
+  return line if len(line) <= limit else line[:half] + " ... " + line[-half:]
 
 
 class _DropReraisedThreadErrors(logging.Filter):
