@@ -118,6 +118,7 @@ class Checkpointer:
         logging.getLogger(name).addFilter(_THREAD_ERROR_FILTER)
     self._pending_good: Optional[Tuple[int, Dict[str, float]]] = None
     self.moved_aside: List[str] = []
+    self._unreadable: set = set()  # Steps a restore failed on this run.
 
   def all_steps(self):
     return sorted(self._manager.all_steps())
@@ -168,6 +169,10 @@ class Checkpointer:
     self._wait()  # The previous save is committed: it may become good.
     self._commit_good()
     self._rotate()
+    if step in self._unreadable and step in self._manager.all_steps():
+      logging.warning("Deleting the unreadable step %d (it could not be moved aside) to save it "
+                      "again.", step)
+      self._manager.delete(step)
     if step in self._manager.all_steps():
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -231,6 +236,7 @@ class Checkpointer:
         logging.warning("Checkpoint %s/%d is unreadable, trying an older one: %s",
                         self.directory, candidate, describe_error(e))
         errors.append((candidate, message))
+        self._unreadable.add(candidate)
         continue
       for bad, _ in errors:
         moved = self._move_aside(bad)
