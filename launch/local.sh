@@ -10,6 +10,9 @@
 #    w2v-BERT, TLM, STM), printing progress, into runs/slam_demo_tiny-<time>, and ends with a
 #    summary of final vs first-step losses and accuracies and the checkpoint path.
 # Resume an interrupted run: ./launch/local.sh --gin.MODEL_DIR="'runs/slam_demo_tiny-...'" --resume
+# Exit status: 0 finished; 75 preempted (SIGTERM/SIGINT; a checkpoint was saved: relaunch with
+# --resume, e.g. SLURM --requeue / Kubernetes restartPolicy: OnFailure); 1 error. See
+# docs/failure_modes.md (also: one trainer per MODEL_DIR, --resume_step=N after divergence).
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 export SLAM_DATA_DIR="${SLAM_DATA_DIR:-$PWD/data/demo}"
 if [[ ! -f "$SLAM_DATA_DIR/manifest.json" ]]; then

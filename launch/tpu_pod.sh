@@ -8,6 +8,9 @@
 # discovers the pod by itself (SLAM_DISTRIBUTED=auto). Each host reads its own shard of the data
 # (seqio.ShardInfo from jax.process_index()). MODEL_DIR and the data should be on GCS so that all
 # hosts see them. The repo is copied to each host and its .venv is created there on first run.
+# Exit status: 0 finished; 75 preempted (SIGTERM/SIGINT; a checkpoint was saved: relaunch with
+# --resume, e.g. SLURM --requeue / Kubernetes restartPolicy: OnFailure); 1 error. See
+# docs/failure_modes.md (also: one trainer per MODEL_DIR, --resume_step=N after divergence).
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME to the TPU VM name}"
 : "${ZONE:?set ZONE to the TPU zone}"

@@ -5,16 +5,24 @@ directly. Example:
 
   python -m slam_jax.train --gin_file=gin/experiments/slam_demo_tiny.gin \
       --gin.MODEL_DIR="'runs/demo'" --gin.TRAIN_STEPS=200
+
+Exit status: 0 when the run reached TRAIN_STEPS (or stop_at_step), PREEMPTED_EXIT_CODE (75,
+EX_TEMPFAIL) when SIGTERM/SIGINT stopped it early after saving a checkpoint (relaunch with
+--resume), 1 on errors. `--resume_step=N` resumes from step N (e.g. the last-known-good one named
+by a divergence error). Guarantees and their tests: docs/failure_modes.md.
 """
 
 import dataclasses
+import difflib
+import itertools
 import json
 import logging
 import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+import tokenize
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import gin
 import jax
@@ -22,6 +30,7 @@ import numpy as np
 
 from slam_jax import checkpoints as checkpoints_lib
 from slam_jax import encoder_io
+from slam_jax import run_lock
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax import types
@@ -29,6 +38,7 @@ from slam_jax.perf import flops as flops_lib
 from slam_jax.perf import host_memory
 
 FRAME_SECONDS = 0.01  # 10 ms hop of the log-mel front end.
+PREEMPTED_EXIT_CODE = 75  # sysexits.h EX_TEMPFAIL: stopped by a signal, relaunch with --resume.
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,7 +148,116 @@ class ProgressLogger:
     self.writer.close()
 
 
-@gin.configurable(denylist=["resume"])
+class HealthTracker:
+  """Judges which checkpoints are healthy enough to be the last-known-good one.
+
+  A step is healthy when its loss is finite, it was not skipped, and its loss and parameter norm
+  are at most `ratio` times those of the last good checkpoint (the first step's when there is
+  none). A checkpoint at step N is good when the steps since the previous save and step N + 1
+  (the first loss computed with its parameters; when N is the final step, up to N) were healthy.
+  """
+
+  def __init__(self, ratio: float, reference: Optional[Mapping[str, float]] = None):
+    self.ratio = ratio
+    self.reference = dict(reference) if reference else None
+    self.window_ok = True
+    self.candidate: Optional[Tuple[int, Dict[str, float]]] = None
+    self.last_reason = ""
+
+  def _healthy(self, m: Mapping[str, float]) -> bool:
+    loss, pnorm = m.get("loss", math.nan), m.get("param_norm", 0.0)
+    if not math.isfinite(loss) or m.get("nonfinite", 0) or not math.isfinite(pnorm):
+      self.last_reason = f"step {int(m['step'])} had a non-finite loss or gradient"
+      return False
+    if self.reference is None:
+      self.reference = {"loss": abs(loss), "param_norm": pnorm}
+    if abs(loss) > self.ratio * max(self.reference["loss"], 1e-3) or (
+        pnorm > self.ratio * max(self.reference["param_norm"], 1e-3)):
+      self.last_reason = (f"step {int(m['step'])}: loss {loss:.4g} / param norm {pnorm:.4g} "
+                          f"above {self.ratio:g}x the last good ({self.reference['loss']:.4g} / "
+                          f"{self.reference['param_norm']:.4g})")
+      return False
+    return True
+
+  def observe(self, m: Mapping[str, float], checkpointer) -> None:
+    ok = self._healthy(m)
+    self.window_ok &= ok
+    if self.candidate is not None and int(m["step"]) == self.candidate[0] + 1:
+      self._decide(checkpointer, ok)
+
+  def _decide(self, checkpointer, ok: bool) -> None:
+    step, info = self.candidate
+    self.candidate = None
+    if ok:
+      checkpointer.mark_good(step, info)
+      self.reference = {"loss": abs(info["loss"]), "param_norm": info["param_norm"]}
+    else:
+      logging.warning("Checkpoint %d is not kept as last-known-good: %s.", step, self.last_reason)
+
+  def saved(self, step: int, last: Mapping[str, float]) -> None:
+    """A checkpoint of `step` was saved; `last` are step `step`'s metrics."""
+    if self.window_ok:
+      self.candidate = (step, {"loss": float(last.get("loss", math.nan)),
+                               "param_norm": float(last.get("param_norm", math.nan))})
+    else:
+      logging.warning("Checkpoint %d is not kept as last-known-good: %s.", step, self.last_reason)
+    self.window_ok = True
+
+  def finish(self, checkpointer) -> None:
+    """The run ended normally: the final checkpoint is judged on the steps up to it."""
+    if self.candidate is not None:
+      self._decide(checkpointer, True)
+
+
+def _check_args(model_dir, batch_size, train_steps, log_every, max_bad_steps, num_microbatches,
+                stop_at_step, resume_step, healthy_ratio) -> None:
+  """Rejects values that would otherwise fail late (after compiling) or silently misbehave."""
+  checks = [
+      (model_dir, "train.model_dir (MODEL_DIR) is empty: give a directory for checkpoints."),
+      (isinstance(batch_size, int) and batch_size >= 1, f"BATCH_SIZE={batch_size!r}: must be >= 1."),
+      (isinstance(train_steps, int) and train_steps >= 1,
+       f"TRAIN_STEPS={train_steps!r}: must be an integer >= 1."),
+      (log_every >= 1, f"train.log_every={log_every}: must be >= 1."),
+      (max_bad_steps >= 1, f"train.max_bad_steps={max_bad_steps}: must be >= 1."),
+      (num_microbatches >= 1 and batch_size % (num_microbatches * jax.process_count()) == 0,
+       f"BATCH_SIZE={batch_size} must be divisible by num_microbatches={num_microbatches} x "
+       f"{jax.process_count()} processes."),
+      (stop_at_step is None or stop_at_step >= 1, f"train.stop_at_step={stop_at_step}: must be >= 1."),
+      (resume_step is None or resume_step >= 0, f"--resume_step={resume_step}: must be >= 0."),
+      (healthy_ratio > 1, f"train.healthy_ratio={healthy_ratio}: must be > 1."),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise ValueError(message)
+
+
+# Saved with every checkpoint and compared on resume: a mismatch changes the data order.
+RESUME_KEYS = ("seed", "process_count", "batch_size", "mixture_or_task_name")
+
+
+def _check_resume_matches(saved: Mapping[str, Any], now: Mapping[str, Any], ckpt_dir: str) -> None:
+  diffs = [f"{k}: saved {saved[k]!r}, now {now[k]!r}" for k in RESUME_KEYS
+           if k in saved and k in now and saved[k] != now[k]]
+  if diffs:
+    raise ValueError(
+        f"Resuming {ckpt_dir} with settings that differ from the run that wrote it ("
+        + "; ".join(diffs) + "): the data order would not continue. Restore the original "
+        "values (see config.gin beside the checkpoints), choose another MODEL_DIR, or pass "
+        "--gin.slam_jax.train.train.allow_resume_mismatch=True to continue anyway.")
+
+
+def _write_config(model_dir: str, start_step: int) -> str:
+  """config.gin for the first run; config.resume-<step>-<time>.gin beside it for each resume."""
+  path = os.path.join(model_dir, "config.gin")
+  if os.path.exists(path):
+    path = os.path.join(model_dir,
+                        f"config.resume-{start_step}-{time.strftime('%Y%m%d-%H%M%S')}.gin")
+  with open(path, "w") as f:
+    f.write(gin.config_str())
+  return path
+
+
+@gin.configurable(denylist=["resume", "resume_step", "stop"])
 def train(
     *,
     model_dir: str = gin.REQUIRED,
@@ -159,6 +278,11 @@ def train(
     resume: bool = False,
     stop_at_step: Optional[int] = None,
     init_encoder_from: Optional[str] = None,
+    healthy_ratio: float = 10.0,
+    allow_resume_mismatch: bool = False,
+    lock_stale_seconds: float = 300.0,
+    resume_step: Optional[int] = None,
+    stop: Optional[checkpoints_lib.StopSignal] = None,
 ) -> TrainResult:
   """Pre-trains `model` on the batches `make_data` yields, with checkpoints in `model_dir`.
 
@@ -184,18 +308,63 @@ def train(
     init_encoder_from: an encoder checkpoint (`python -m slam_jax.convert from-hf`, see
       docs/interop.md) whose params replace the fresh encoder's at step 0 (quantizer and heads
       stay fresh); ignored when resuming. Its architecture must equal the model's.
+    healthy_ratio: a checkpoint is last-known-good when the loss and parameter norm of the steps
+      around it stay below this multiple of the previous good one's (see HealthTracker).
+    allow_resume_mismatch: resume even if seed / process count / batch size / mixture differ
+      from the checkpoint's (the data order then does not continue).
+    lock_stale_seconds: a MODEL_DIR lock whose heartbeat is older than this is taken over.
+    resume_step: resume from this step instead of the newest (implies resume); newer steps are
+      moved aside as `<step>.superseded-<time>`.
+    stop: the SIGTERM/SIGINT handler `main` installed first; None installs one here.
   """
-  if not model_dir:
-    raise ValueError("train.model_dir (MODEL_DIR) is empty: give a directory for checkpoints.")
+  stop = stop or checkpoints_lib.StopSignal()  # First: a signal at any later point stops cleanly.
+  try:
+    return _train(**locals())
+  finally:
+    stop.restore_handlers()
+
+
+def _train(*, model_dir, model, make_data, batch_size, train_steps, feature_lengths, optimizer, mesh,
+           checkpoint, seed, num_microbatches, log_every, max_bad_steps, peak_flops_per_device,
+           measure_peak, resume, stop_at_step, healthy_ratio, allow_resume_mismatch,
+           lock_stale_seconds, resume_step, stop, init_encoder_from) -> TrainResult:
+  """`train` after its signal handler is in place."""
+  _check_args(model_dir, batch_size, train_steps, log_every, max_bad_steps, num_microbatches,
+              stop_at_step, resume_step, healthy_ratio)
+  resume = resume or resume_step is not None
   if "://" not in model_dir:  # Local paths: orbax needs them absolute; gs:// etc. stay as given.
     model_dir = os.path.abspath(model_dir)
     os.makedirs(model_dir, exist_ok=True)
+  lock = run_lock.RunLock(model_dir, lock_stale_seconds)
+  if jax.process_index() == 0:
+    lock.acquire()
+  try:
+    return _train_locked(**locals())
+  finally:
+    lock.release()
+
+
+def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, feature_lengths,
+                  optimizer, mesh, checkpoint, seed, num_microbatches, log_every, max_bad_steps,
+                  peak_flops_per_device, measure_peak, resume, stop_at_step, healthy_ratio,
+                  allow_resume_mismatch, lock_stale_seconds, resume_step, stop,
+                  init_encoder_from, lock) -> TrainResult:
+  """`train` while holding the MODEL_DIR lock."""
+  del lock_stale_seconds
   ckpt_dir = os.path.join(model_dir, "checkpoints")
   checkpointer = checkpoints_lib.Checkpointer(ckpt_dir, checkpoint)
-  if checkpointer.all_steps() and not resume:
+  existing = checkpointer.all_steps()
+  if existing and not resume:
+    checkpointer.close()
     raise FileExistsError(
-        f"{ckpt_dir} already holds checkpoints {checkpointer.all_steps()}; pass --resume to "
+        f"{ckpt_dir} already holds checkpoints {existing}; pass --resume to "
         "continue that run, or choose another MODEL_DIR.")
+  if resume and not checkpointer.all_steps():
+    if resume_step is not None:
+      checkpointer.close()
+      raise FileNotFoundError(f"--resume_step={resume_step}: {ckpt_dir} holds no checkpoints.")
+    print(f"[slam_jax] --resume: no checkpoint under {ckpt_dir}; starting from step 0.",
+          flush=True)
 
   mesh_obj = partitioning_lib.make_mesh(mesh)
   partitioning_lib.check_batch_divisible(batch_size, mesh_obj)
@@ -207,19 +376,43 @@ def train(
       schedule=trainer_lib.make_schedule(optimizer, train_steps))
   logging.info("Model: %s parameters; mesh %s", f"{trainer.num_params():,}", dict(mesh_obj.shape))
 
+  good = checkpointer.last_good()
   if resume and checkpointer.all_steps():
-    start_step, state, data_state = checkpointer.restore(trainer.abstract_state)
+    start_step, state, data_state = checkpointer.restore(trainer.abstract_state, step=resume_step)
+    if resume_step is not None:
+      checkpointer.supersede_after(resume_step)
+      good = checkpointer.last_good()
     start_batch = int(data_state["batches_consumed"])
     print(f"[slam_jax] resumed from {ckpt_dir} step {start_step} "
           f"(data position: {start_batch} batches)", flush=True)
   else:
-    state, start_step, start_batch = trainer.init_state(), 0, 0
+    state, start_step, start_batch, data_state = None, 0, 0, {}  # Initialised after the data.
+
+  # The data before compiling: an unknown mixture or a missing corpus fails in seconds.
+  per_host = batch_size // jax.process_count()
+  shard_info = _shard_info()
+  data = make_data(batch_size=per_host, feature_lengths=feature_lengths, shard_info=shard_info,
+                   seed=seed, start_batch=start_batch)
+  source = data  # Saves its own state (pipeline.DataIterator) into each checkpoint.
+  if start_step:  # Before the first batch: the saved iterator state replaces the skipping.
+    _restore_data_iterator(checkpointer, start_step, data)
+  description = dict(data.state()) if hasattr(data, "state") else {}
+  run_state = _data_state(start_batch, seed, batch_size, description.get("mixture_or_task_name"))
+  if data_state and not allow_resume_mismatch:
+    _check_resume_matches(data_state, run_state, ckpt_dir)
+  try:
+    data = itertools.chain([next(data)], data)
+  except StopIteration:
+    raise ValueError(f"make_data={getattr(make_data, '__name__', make_data)} yielded no batch "
+                     f"(per-host batch {per_host}, lengths {dict(feature_lengths)}).") from None
+
+  if state is None:
+    state = trainer.init_state()
     if init_encoder_from:
       state = _init_encoder(state, model, init_encoder_from)
       print(f"[slam_jax] encoder initialised from {init_encoder_from}", flush=True)
-
-  with open(os.path.join(model_dir, "config.gin"), "w") as f:
-    f.write(gin.config_str())
+  config_path = _write_config(model_dir, start_step)
+  logging.info("Operative config written to %s", config_path)
   if hasattr(model, "encoder_config"):  # For `python -m slam_jax.convert from-run`.
     encoder_io.write_config(os.path.join(model_dir, encoder_io.CONFIG_FILE), model.encoder_config)
 
@@ -231,15 +424,9 @@ def train(
   if peak_flops_per_device is None and measure_peak and flops_per_step:
     peak_flops_per_device = flops_lib.measure_matmul_peak(model.compute_dtype)
 
-  per_host = batch_size // jax.process_count()
-  shard_info = _shard_info()
-  data = make_data(batch_size=per_host, feature_lengths=feature_lengths, shard_info=shard_info,
-                   seed=seed, start_batch=start_batch)
-  if start_step:
-    _restore_data_iterator(checkpointer, start_step, data)
   progress = ProgressLogger(model_dir, train_steps, batch_size, flops_per_step,
                             peak_flops_per_device, log_every)
-  stop = checkpoints_lib.StopSignal()
+  health = HealthTracker(healthy_ratio, good)
   end_step = train_steps if stop_at_step is None else min(stop_at_step, train_steps)
   batches_consumed = start_batch
   first_metrics: Dict[str, float] = {}
@@ -257,16 +444,30 @@ def train(
       first_metrics = host
     last_metrics = host
     history.append(dict(host, step=p_step))
+    health.observe(history[-1], checkpointer)
     progress.log(p_step, host, p_audio, p_tokens, force=(p_step == end_step))
     if host.get("bad_steps", 0) >= max_bad_steps:
       raise TrainingDiverged(
           f"{int(host['bad_steps'])} consecutive steps up to step {p_step} had a non-finite loss "
-          f"or gradient (train.max_bad_steps={max_bad_steps}); last metrics: {host}. Lower the "
-          "learning rate, check the data for NaN/Inf features, or resume from an earlier checkpoint.")
+          f"or gradient (train.max_bad_steps={max_bad_steps}); loss {host.get('loss')}, grad norm "
+          f"{host.get('grad_norm')}, param norm {host.get('param_norm')}. Lower the learning rate "
+          "or check the data for NaN/Inf features, then " + _resume_advice(checkpointer))
+
+  def save(step, force=False):
+    nonlocal pending
+    if not force and step % checkpoint.save_every_steps:
+      return
+    finish_pending()  # This step's metrics on the host first: they judge the checkpoint.
+    pending = None
+    if checkpointer.save(step, state, dict(run_state, batches_consumed=batches_consumed),
+                         force=True, data_iterator=source):
+      health.saved(step, last_metrics)
 
   step = start_step
   try:
     while step < end_step and not stop.requested:
+      if lock.lost:
+        raise run_lock.ModelDirLocked(f"Another trainer took over {model_dir}: stopping.")
       host_batch = next(data)
       batches_consumed += 1
       audio_s, tokens = progress.batch_counts(host_batch)
@@ -275,20 +476,20 @@ def train(
       step += 1
       finish_pending()
       pending = (step, metrics, audio_s, tokens)
-      if step % checkpoint.save_every_steps == 0:
-        checkpointer.save(step, state, _data_state(batches_consumed, seed), data_iterator=data)
+      save(step)
     finish_pending()
     pending = None
-    checkpointer.save(step, state, _data_state(batches_consumed, seed), force=True,
-                      data_iterator=data)
+    if step > start_step:  # A signal before the first step leaves nothing new to save.
+      save(step, force=True)
+    if step >= end_step:
+      health.finish(checkpointer)
   finally:
     checkpointer.close()
     progress.close()
-    stop.restore_handlers()
 
   return TrainResult(model_dir=model_dir, last_step=step, first_metrics=first_metrics,
                      last_metrics=last_metrics, checkpoint_dir=ckpt_dir,
-                     stopped_by_signal=stop.requested,
+                     stopped_by_signal=stop.requested and step < end_step,
                      skipped_steps=int(last_metrics.get("skipped_steps", 0)), history=history,
                      chance=dict(getattr(model, "chance_accuracies", dict)()))
 
@@ -311,9 +512,25 @@ def _restore_data_iterator(checkpointer, step: int, data) -> None:
           f"{time.perf_counter() - start:.2f} s", flush=True)
 
 
-def _data_state(batches_consumed: int, seed: int) -> Dict[str, Any]:
-  return {"batches_consumed": int(batches_consumed), "seed": int(seed),
-          "process_count": int(jax.process_count())}
+def _data_state(batches_consumed: int, seed: int, batch_size: int,
+                mixture: Optional[str]) -> Dict[str, Any]:
+  """What a checkpoint's data/ item holds; RESUME_KEYS are compared on resume."""
+  state = {"batches_consumed": int(batches_consumed), "seed": int(seed),
+           "process_count": int(jax.process_count()), "batch_size": int(batch_size)}
+  if mixture is not None:
+    state["mixture_or_task_name"] = str(mixture)
+  return state
+
+
+def _resume_advice(checkpointer: checkpoints_lib.Checkpointer) -> str:
+  """The command that goes back to the last-known-good checkpoint."""
+  checkpointer.wait()  # Commits a pending last-known-good mark.
+  good = checkpointer.last_good()
+  if good is None:
+    return "start again: no checkpoint of this run is known to be good."
+  return (f"resume from the last-known-good checkpoint (step {good['step']}, loss "
+          f"{good['loss']:.4g}): rerun the same command with --resume_step={good['step']} "
+          "(and e.g. a lower --gin.LEARNING_RATE).")
 
 
 def _shard_info():
@@ -364,7 +581,11 @@ def parse_gin_flag(arg: str, gin_files: List[str], bindings: List[str]) -> bool:
 
 
 def parse_flags(argv: Sequence[str]):
-  """Splits argv into gin files, gin bindings (`--gin.KEY=VALUE`) and `--resume`."""
+  """Splits argv into gin files, gin bindings (`--gin.KEY=VALUE`) and the resume choice.
+
+  Returns (gin_files, bindings, resume) where resume is False, True (`--resume`: the newest
+  readable step) or an int (`--resume_step=N`).
+  """
   gin_files, bindings, resume = [], [], False
   for arg in argv:
     if parse_gin_flag(arg, gin_files, bindings):
@@ -372,19 +593,33 @@ def parse_flags(argv: Sequence[str]):
     if arg.startswith("--gin_bindings="):
       bindings.append(arg.split("=", 1)[1])
     elif arg == "--resume":
-      resume = True
+      resume = True if resume is False else resume  # --resume_step=N wins.
+    elif arg.startswith("--resume_step="):
+      value = arg.split("=", 1)[1]
+      if not value.isdigit():
+        raise ValueError(f"Flag {arg!r}: give a step number, e.g. --resume_step=4000.")
+      resume = int(value)
     elif arg in ("-h", "--help"):
       print(__doc__)
       sys.exit(0)
     else:
-      raise ValueError(f"Unknown flag {arg!r}; expected --gin_file=, --gin.KEY=VALUE or --resume.")
+      raise ValueError(f"Unknown flag {arg!r}; expected --gin_file=, --gin.KEY=VALUE, --resume "
+                       "or --resume_step=N.")
   if not gin_files:
     raise ValueError("Give at least one --gin_file=gin/experiments/<name>.gin.")
   return gin_files, bindings, resume
 
 
+def _defined_macros():
+  return {key[0] for key in gin.config._CONFIG if key[1] == "gin.macro"}  # pylint: disable=protected-access
+
+
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], import_tasks: bool = True) -> None:
   """Parses gin files and overrides; unknown or malformed bindings fail here, before compiling.
+
+  An override of a macro (`TRAIN_STEPS = 5`: no dot in the name) must name a macro the files
+  define, so a misspelt one fails instead of being ignored; a malformed override is reported with
+  its own text.
 
   Args:
     gin_files: files, relative to the repo root or the working directory.
@@ -398,20 +633,47 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], import_tasks: b
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   gin.add_config_file_search_path(root)
   gin.add_config_file_search_path(os.getcwd())
+  errors = (ValueError, KeyError, TypeError, IOError, SyntaxError, tokenize.TokenError)
   try:
-    gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
-  except (ValueError, KeyError, TypeError, IOError, SyntaxError) as e:
-    raise ValueError(f"Bad gin configuration ({', '.join(gin_files)} + {list(bindings)}): {e}") from e
+    gin.parse_config_files_and_bindings(gin_files, [], finalize_config=False)
+  except errors as e:
+    raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}): {e}") from e
+  macros = _defined_macros()
+  for binding in bindings:
+    key = binding.partition("=")[0].strip()
+    if key.isidentifier() and key not in macros:
+      close = difflib.get_close_matches(key, sorted(macros), n=1)
+      raise ValueError(
+          f"Override {binding!r}: {key} is not a macro of {', '.join(gin_files)}"
+          + (f"; did you mean {close[0]}?" if close else f" (macros: {', '.join(sorted(macros))}).")
+          + " Configurable parameters are written Name.param = VALUE.")
+    try:
+      gin.parse_config(binding)
+    except errors as e:
+      raise ValueError(f"Bad gin override {binding!r}: {type(e).__name__}: {e}") from e
+
+
+def exit_code(result: TrainResult) -> int:
+  """0 for a finished run, PREEMPTED_EXIT_CODE for one a signal stopped before its last step."""
+  return PREEMPTED_EXIT_CODE if result.stopped_by_signal else 0
 
 
 def main(argv: Sequence[str]) -> TrainResult:
-  host_memory.tune()  # before JAX starts its threads
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  jax.config.update("jax_threefry_partitionable", True)
-  gin_files, bindings, resume = parse_flags(argv)
-  parse_gin(gin_files, bindings)
-  partitioning_lib.maybe_initialize_distributed(os.environ.get("SLAM_DISTRIBUTED"))
-  result = train(resume=resume)
+  stop = checkpoints_lib.StopSignal()  # First of all: a SIGTERM from here on stops cleanly.
+  try:
+    host_memory.tune()  # before JAX starts its threads
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    jax.config.update("jax_threefry_partitionable", True)
+    gin_files, bindings, resume = parse_flags(argv)
+    parse_gin(gin_files, bindings)
+    partitioning_lib.maybe_initialize_distributed(os.environ.get("SLAM_DISTRIBUTED"))
+    if stop.requested:
+      print("[slam_jax] stopped by signal before training started", flush=True)
+      return TrainResult("", 0, {}, {}, "", stopped_by_signal=True)
+    step = None if isinstance(resume, bool) else resume
+    result = train(resume=bool(resume is not False), resume_step=step, stop=stop)
+  finally:
+    stop.restore_handlers()
   print(summarize(result), flush=True)
   return result
 
@@ -420,4 +682,4 @@ if __name__ == "__main__":
   # Run the imported module's main, so gin sees the configurables as `slam_jax.train.*`
   # rather than `__main__.*`.
   from slam_jax import train as _train_module  # pylint: disable=g-import-not-at-top
-  _train_module.main(sys.argv[1:])
+  sys.exit(_train_module.exit_code(_train_module.main(sys.argv[1:])))

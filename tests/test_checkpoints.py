@@ -3,6 +3,8 @@
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -116,3 +118,114 @@ def test_data_iterator_state_is_saved_per_process_and_restored(tmp_path):
   step, _, data = ckpt.restore(_abstract(_state(0.0)), step=1)  # Other items still restore.
   assert step == 1 and data["batches_consumed"] == 7
   ckpt.close()
+
+
+def _truncate_largest_array_file(step_dir):
+  """Cuts the biggest array data file of a checkpoint in half (a write cut short)."""
+  files = [os.path.join(d, f) for d, _, names in os.walk(os.path.join(step_dir, "state"))
+           for f in names if os.path.basename(d) == "d"]
+  path = max(files, key=os.path.getsize)
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+  return path
+
+
+def test_truncated_array_is_moved_aside_and_its_step_saved_again(tmp_path, caplog):
+  ckpt = checkpoints_lib.Checkpointer(str(tmp_path), checkpoints_lib.CheckpointConfig(
+      save_every_steps=1, keep=3, async_save=False))
+  noise = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)  # Incompressible.
+  big = lambda v: {"params": {"w": jnp.asarray(noise + v)}, "step": jnp.asarray(1)}
+  ckpt.save(1, big(1.0), {"batches_consumed": 1})
+  ckpt.save(2, big(2.0), {"batches_consumed": 2})
+  ckpt.close()
+  _truncate_largest_array_file(os.path.join(tmp_path, "2"))
+  ckpt = checkpoints_lib.Checkpointer(str(tmp_path), checkpoints_lib.CheckpointConfig(
+      save_every_steps=1, keep=3, async_save=False))
+  with caplog.at_level("WARNING"):
+    step, state, _ = ckpt.restore(_abstract(big(0.0)))
+  assert step == 1
+  np.testing.assert_array_equal(state["params"]["w"], noise + 1.0)
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any("unreadable" in m for m in warnings) and all("\n" not in m for m in warnings)
+  assert not any("bound method" in m for m in warnings)
+  moved = [n for n in os.listdir(tmp_path) if n.startswith("2.corrupt-")]
+  assert len(moved) == 1 and ckpt.all_steps() == [1]
+  # The re-trained step 2 is saved (before the fix `save` skipped it: "step 2 exists").
+  assert ckpt.save(2, big(5.0), {"batches_consumed": 2})
+  ckpt.close()
+  step, state, _ = checkpoints_lib.Checkpointer(str(tmp_path)).restore_raw()
+  np.testing.assert_array_equal(state["params"]["w"], noise + 5.0)
+  assert step == 2
+
+
+def test_last_good_is_kept_outside_rotation(tmp_path):
+  config = checkpoints_lib.CheckpointConfig(save_every_steps=1, keep=1, async_save=False)
+  ckpt = checkpoints_lib.Checkpointer(str(tmp_path), config)
+  ckpt.save(1, _state(1.0), {"batches_consumed": 1})
+  ckpt.mark_good(1, {"loss": 2.0, "param_norm": 3.0})
+  for s in (2, 3, 4):
+    ckpt.save(s, _state(float(s)), {"batches_consumed": s})
+  ckpt.close()
+  ckpt = checkpoints_lib.Checkpointer(str(tmp_path), config)
+  assert ckpt.all_steps() == [1, 4]
+  assert ckpt.last_good() == {"loss": 2.0, "param_norm": 3.0, "step": 1}
+  step, _, data = ckpt.restore(_abstract(_state(0.0)), step=1)
+  assert step == 1 and data["batches_consumed"] == 1
+  ckpt.supersede_after(1)  # --resume_step=1: the newer history is moved aside.
+  assert ckpt.all_steps() == [1]
+  assert any(n.startswith("4.superseded-") for n in os.listdir(tmp_path))
+  with pytest.raises(FileNotFoundError, match="step 7"):
+    ckpt.restore(_abstract(_state(0.0)), step=7)
+  ckpt.close()
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"save_every_steps": 0}, "save_every_steps=0"),
+                                           ({"keep": 0}, "keep=0")])
+def test_config_values_are_checked(kwargs, needle):
+  with pytest.raises(ValueError, match=needle):
+    checkpoints_lib.CheckpointConfig(**kwargs)
+
+
+def test_describe_error_is_one_line_with_the_cause():
+  class Store:
+    def read(self):
+      pass
+  try:
+    try:
+      raise OSError(28, "No space left on device: writing 'd/abc' of params.w")
+    except OSError as inner:
+      raise ValueError(f"Error writing\n  {Store().read!r}\n array") from inner
+  except ValueError as e:
+    line = checkpoints_lib.describe_error(e)
+  assert "\n" not in line and "bound method" not in line
+  assert line.startswith("OSError: [Errno 28] No space left on device") and "params.w" in line
+
+
+_FULL_DISK_SCRIPT = """
+import resource, signal, sys
+import numpy as np, jax.numpy as jnp
+from slam_jax import checkpoints as C
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Writes past the limit fail with EFBIG instead.
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+c = C.Checkpointer(sys.argv[1], C.CheckpointConfig(save_every_steps=1, async_save=True))
+w = jnp.asarray(np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32))
+try:
+  c.save(1, {"w": w}, {"b": 1})
+  c.close()
+except C.CheckpointSaveError as e:
+  print("SAVE FAILED:", e)
+  sys.exit(3)
+"""
+
+
+def test_failed_save_is_one_line_not_hundreds_of_tracebacks(tmp_path):
+  """A save that cannot write (a file-size limit standing in for a full disk)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(tmp_path / "ck")], cwd=root,
+                        env=env, capture_output=True, text=True, timeout=300)
+  out = proc.stdout + proc.stderr
+  assert proc.returncode == 3, out
+  assert "Traceback" not in out, out  # Before: two per array, ~100 lines each.
+  line = next(l for l in out.splitlines() if l.startswith("SAVE FAILED:"))
+  assert "File too large" in line and '"w/0.0"' in line

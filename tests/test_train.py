@@ -1,12 +1,17 @@
 """Tests for slam_jax/train.py: the real entry point on gin/experiments/test_tiny.gin.
 
 Covers: the loss falls, stop-and-resume in a new process equals an uninterrupted run, SIGTERM
-leaves a restorable checkpoint, NaN batches are skipped (and too many stop the run), bad gin
-bindings fail before compilation, and existing checkpoints are never silently overwritten.
+leaves a restorable checkpoint and exits with PREEMPTED_EXIT_CODE, NaN batches are skipped (and
+too many stop the run), bad gin bindings fail before compilation, and existing checkpoints are
+never silently overwritten. The fault tests listed in docs/failure_modes.md are here too.
 """
 
+import glob
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -16,7 +21,9 @@ import numpy as np
 import pytest
 
 from slam_jax import checkpoints as checkpoints_lib
+from slam_jax import run_lock
 from slam_jax import train as train_lib
+from slam_jax import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "gin", "experiments", "test_tiny.gin")
@@ -104,7 +111,8 @@ def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
       break
   out, _ = proc.communicate(timeout=300)
   out = "".join(lines) + out
-  assert proc.returncode == 0, out
+  # Not 0: a scheduler that restarts only failed jobs must restart a preempted one.
+  assert proc.returncode == train_lib.PREEMPTED_EXIT_CODE, out
   assert "stopped by signal" in out
   step, restored = _restore_params(model_dir)
   assert 3 <= step < 100000
@@ -143,7 +151,10 @@ def test_bad_gin_binding_fails_before_compiling(binding, needle):
 def test_flag_parsing():
   files, bindings, resume = train_lib.parse_flags(
       ["--gin_file=a.gin", "--gin.TRAIN_STEPS=5", "--resume"])
-  assert files == ["a.gin"] and bindings == ["TRAIN_STEPS = 5"] and resume
+  assert files == ["a.gin"] and bindings == ["TRAIN_STEPS = 5"] and resume is True
+  assert train_lib.parse_flags(["--gin_file=a.gin", "--resume_step=40", "--resume"])[2] == 40
+  with pytest.raises(ValueError, match="step number"):
+    train_lib.parse_flags(["--gin_file=a.gin", "--resume_step=last"])
   with pytest.raises(ValueError, match="--gin.TRAIN_STEPS=VALUE"):
     train_lib.parse_flags(["--gin_file=a.gin", "--gin.TRAIN_STEPS"])
   with pytest.raises(ValueError, match="Unknown flag"):
@@ -203,3 +214,156 @@ def test_demo_mixture_resumes_bit_identically_from_the_saved_iterator(demo_tasks
   _, a = _restore_params(str(tmp_path / "straight"))
   _, b = _restore_params(str(tmp_path / "split"))
   jax.tree_util.tree_map(np.testing.assert_array_equal, a["state"]["params"], b["state"]["params"])
+
+
+@pytest.fixture()
+def no_compile(monkeypatch):
+  """Fails the test if the train step gets compiled: configuration errors must come first."""
+  def compile_(*_):
+    raise AssertionError("compiled before the configuration error was found")
+  monkeypatch.setattr(trainer_lib.PartitionedTrainer, "compile", compile_)
+
+
+@pytest.mark.parametrize("binding,needle", [
+    ("TRAIN_STEP = 5", "did you mean TRAIN_STEPS"),  # A misspelt macro used to be ignored.
+    ("TRAIN_STEPS = (1,", r"'TRAIN_STEPS = \(1,'"),  # Was a raw tokenize.TokenError.
+])
+def test_bad_override_names_the_binding(binding, needle):
+  gin.clear_config()
+  try:
+    with pytest.raises(ValueError, match=needle):
+      train_lib.parse_gin([TINY], ["MODEL_DIR = '/nonexistent'", binding])
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("binding,needle", [
+    ("slam_jax.checkpoints.CheckpointConfig.save_every_steps = 0", "save_every_steps=0"),
+    ("TRAIN_STEPS = 0", "TRAIN_STEPS=0"),
+    ("slam_jax.train.train.log_every = 0", "log_every=0"),
+    ("BATCH_SIZE = 7", "divisible"),  # Not a multiple of... num_microbatches = 2 below.
+])
+def test_bad_values_fail_before_compiling(tmp_path, no_compile, binding, needle):
+  del no_compile
+  with pytest.raises(ValueError, match=needle):
+    _run(str(tmp_path / "run"), "slam_jax.train.train.num_microbatches = 2", binding)
+
+
+def test_unknown_mixture_fails_before_compiling(tmp_path, no_compile):
+  del no_compile
+  gin.clear_config()
+  try:
+    train_lib.parse_gin([os.path.join(ROOT, "gin", "experiments", "slam_demo_tiny.gin")],
+                        [f"MODEL_DIR = '{tmp_path}'", "MIXTURE_OR_TASK_NAME = 'no_such_mix'"])
+    with pytest.raises(ValueError, match="no_such_mix"):
+      train_lib.train()
+  finally:
+    gin.clear_config()
+
+
+def test_live_lock_holder_is_refused_before_compiling(tmp_path, no_compile):
+  del no_compile
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  with open(model_dir / run_lock.LOCK_NAME, "w") as f:  # Our parent: alive, on this host.
+    json.dump({"host": socket.gethostname(), "pid": os.getppid()}, f)
+  with pytest.raises(run_lock.ModelDirLocked, match=f"host {socket.gethostname()} pid"):
+    _run(str(model_dir))
+
+
+def test_signal_before_the_first_step_stops_cleanly(tmp_path, monkeypatch):
+  """The handler is installed first: a SIGTERM during compilation stops without a traceback."""
+  def not_installed(*_):
+    raise AssertionError("SIGTERM reached the default handler: train() installs its own too late")
+  previous = signal.signal(signal.SIGTERM, not_installed)
+  original = trainer_lib.PartitionedTrainer.compile
+  def compile_and_get_preempted(self, *args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, *args)
+  monkeypatch.setattr(trainer_lib.PartitionedTrainer, "compile", compile_and_get_preempted)
+  try:
+    result = _run(str(tmp_path / "run"))
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert result.stopped_by_signal and result.last_step == 0
+  assert train_lib.exit_code(result) == train_lib.PREEMPTED_EXIT_CODE
+  assert not os.path.exists(os.path.join(result.checkpoint_dir, "0"))
+
+
+def _truncate_array_file(step_dir):
+  files = [os.path.join(d, f) for d, _, names in os.walk(os.path.join(step_dir, "state"))
+           for f in names if os.path.basename(d) == "d"]
+  path = max(files, key=os.path.getsize)
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def test_corrupt_final_step_is_replaced_and_resume_checks_settings(tmp_path, capsys):
+  model_dir = str(tmp_path / "run")
+  _run(model_dir, "TRAIN_STEPS = 4", resume=True)  # --resume on an empty dir: a notice.
+  assert "no checkpoint under" in capsys.readouterr().out
+  _truncate_array_file(os.path.join(model_dir, "checkpoints", "4"))
+  # Different seed or batch size: refused before training (the data order would not continue).
+  with pytest.raises(ValueError, match="seed: saved 0, now 1.*batch_size: saved 6, now 12"):
+    _run(model_dir, "TRAIN_STEPS = 4", "SEED = 1", "BATCH_SIZE = 12", resume=True)
+  result = _run(model_dir, "TRAIN_STEPS = 4", resume=True)
+  # Fell back to step 2, re-trained 3 and 4, and saved the final step 4 again (before the fix,
+  # "finished" was printed but step 4 stayed the corrupt one, on every retry).
+  assert [h["step"] for h in result.history] == [3, 4]
+  assert len(glob.glob(os.path.join(model_dir, "checkpoints", "4.corrupt-*"))) == 1
+  step, restored = _restore_params(model_dir)
+  assert step == 4 and restored["data"]["batches_consumed"] == 4
+  assert restored["data"]["batch_size"] == 6 and restored["data"]["seed"] == 0
+  configs = sorted(os.listdir(model_dir))
+  assert "config.gin" in configs and any(c.startswith("config.resume-2-") for c in configs)
+
+
+def test_divergence_leaves_a_last_known_good_checkpoint(tmp_path):
+  model_dir = str(tmp_path / "run")
+  keep1 = "slam_jax.checkpoints.CheckpointConfig.keep = 1"
+  _run(model_dir, "TRAIN_STEPS = 4", keep1)
+  with pytest.raises(train_lib.TrainingDiverged, match="--resume_step=4") as err:
+    _run(model_dir, "TRAIN_STEPS = 12", "LEARNING_RATE = 1e6", keep1,
+         "slam_jax.train.train.max_bad_steps = 2", resume=True)
+  assert "last-known-good checkpoint (step 4" in str(err.value)
+  ckpt = checkpoints_lib.Checkpointer(os.path.join(model_dir, "checkpoints"))
+  assert ckpt.last_good()["step"] == 4 and 4 in ckpt.all_steps()  # Outside keep=1 rotation.
+  assert max(ckpt.all_steps()) > 4
+  ckpt.close()
+  # The advice works: --resume_step=4 restores step 4 and moves the diverged steps aside.
+  result = _run_resume_step(model_dir, 4, "TRAIN_STEPS = 5", keep1)
+  assert [h["step"] for h in result.history] == [5] and np.isfinite(result.last_metrics["loss"])
+  assert glob.glob(os.path.join(model_dir, "checkpoints", "*.superseded-*"))
+
+
+def _run_resume_step(model_dir, step, *bindings):
+  gin.clear_config()
+  train_lib.parse_gin([TINY], [f"MODEL_DIR = '{model_dir}'", *bindings])
+  try:
+    return train_lib.train(resume=True, resume_step=step)
+  finally:
+    gin.clear_config()
+
+
+def test_kill9_resumes_from_the_newest_complete_step(tmp_path):
+  """kill -9 mid-run leaves a dead lock holder and maybe a partial *.orbax-checkpoint-tmp dir."""
+  model_dir = str(tmp_path / "run")
+  proc = _cli(model_dir, "--gin.TRAIN_STEPS=100000",
+              "--gin.slam_jax.checkpoints.CheckpointConfig.save_every_steps=1")
+  for line in proc.stdout:
+    if line.startswith("step 3/"):
+      proc.kill()
+      break
+  proc.communicate(timeout=60)
+  ckpt_dir = os.path.join(model_dir, "checkpoints")
+  assert os.path.exists(os.path.join(model_dir, run_lock.LOCK_NAME))  # Left by the dead run.
+  steps = sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())
+  newest = steps[-1]
+  # A save cut short by the kill: orbax's temporary name for a step newer than any complete one.
+  partial = os.path.join(ckpt_dir, f"{newest + 1}.orbax-checkpoint-tmp-1234")
+  shutil.copytree(os.path.join(ckpt_dir, str(newest)), partial)
+  os.remove(os.path.join(partial, "commit_success.txt"))
+  result = _run(model_dir, f"TRAIN_STEPS = {newest + 1}", resume=True)
+  assert [h["step"] for h in result.history] == [newest + 1]
+  step, restored = _restore_params(model_dir)
+  assert step == newest + 1 and restored["data"]["batches_consumed"] == newest + 1
