@@ -7,9 +7,10 @@
 There is no [CLS] position in SLAM's inputs, so the head pools like the STM head does.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,3 +126,20 @@ class ClassifierModel(task_model.DownstreamModel):
                        & rows)[0]
     if empty.size:
       raise ValueError(f"Classifier batch rows {empty[:5].tolist()} have no text tokens")
+
+
+@gin.configurable(module="slam_jax.finetune")
+def make_classifier_model(mixture_or_task_name: str = gin.REQUIRED,
+                          encoder_config: Optional[encoder_lib.EncoderConfig] = None,
+                          head_dropout: float = 0.1) -> ClassifierModel:
+  """Gin entry point: a ClassifierModel whose classes are the task's label vocabulary's
+  `class_names` (tasks/downstream.py)."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  task = seqio.get_mixture_or_task(mixture_or_task_name)
+  label = task.output_features.get(LABEL)
+  names = getattr(getattr(label, "vocabulary", None), "class_names", None)
+  if not names:
+    raise ValueError(f"Task {mixture_or_task_name!r} has no '{LABEL}' feature with class names; "
+                     "register it with tasks.downstream.register_classification_task")
+  return ClassifierModel(encoder_config or encoder_lib.make_encoder_config(), names,
+                         head_dropout=head_dropout)

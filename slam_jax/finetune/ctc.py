@@ -14,6 +14,7 @@ import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import flax.linen as nn
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -256,3 +257,23 @@ class CtcAsrModel(task_model.DownstreamModel):
     if silent.size:
       raise ValueError(f"CTC batch rows {silent[:5].tolist()} have no speech frames: is the task "
                        "a paired (speech + transcript) task?")
+
+
+@gin.configurable(module="slam_jax.finetune")
+def make_ctc_model(mixture_or_task_name: str = gin.REQUIRED,
+                   encoder_config: Optional[encoder_lib.EncoderConfig] = None,
+                   feature_layer: str = "shared", head_dropout: float = 0.0,
+                   time_mask_prob: float = 0.0, time_mask_span: int = 5,
+                   freq_masks: int = 0, freq_width: int = 8,
+                   decoder: str = "greedy", beam_size: int = 8) -> CtcAsrModel:
+  """Gin entry point: a CtcAsrModel over the task's text vocabulary (see CtcAsrModel, and
+  specaugment.SpecAugmentConfig for the masking arguments)."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  vocabulary = seqio.get_mixture_or_task(mixture_or_task_name).output_features[
+      types.TASK_TEXT].vocabulary
+  return CtcAsrModel(
+      encoder_config or encoder_lib.make_encoder_config(), vocabulary,
+      feature_layer=feature_layer, head_dropout=head_dropout,
+      specaugment=specaugment_lib.SpecAugmentConfig(time_mask_prob, time_mask_span, freq_masks,
+                                                    freq_width),
+      decoder=decoder, beam_size=beam_size)
