@@ -2,6 +2,9 @@
 
 ASR (PAIRED rows: log-mel + transcript; metric: WER):
   slam_demo_asr                 demo paired set: train speakers / held-out validation speakers
+  slam_demo_asr_chars           the same with a character vocabulary (DIR/vocab/chars.model, a
+                                SentencePiece char model built from the train transcripts on
+                                first use): CTC over ~30 characters instead of 1023 pieces
   librispeech_asr_960h          TFDS librispeech: train_clean100+360+other500 / dev_clean
   librispeech_asr_100h          TFDS librispeech: train_clean100 / dev_clean
   librispeech_asr_10h           prepared dir (Libri-Light's 10 h limited-resource set, prepared
@@ -37,6 +40,8 @@ from tasks import librispeech
 LABEL = "label"
 DEMO_ASR_TASK = "slam_demo_asr"
 DEMO_CLS_TASK = "slam_demo_cls"
+DEMO_ASR_CHARS_TASK = "slam_demo_asr_chars"
+CHAR_VOCAB_SIZE = 40  # an upper bound: PAD/EOS/UNK + the characters of the transcripts
 
 
 class ClassLabelVocabulary(seqio.PassThroughVocabulary):
@@ -117,6 +122,20 @@ def _identity(ds):
   return ds
 
 
+def _char_vocab_path(data_dir: Optional[str]) -> str:
+  """DIR/vocab/chars.model, trained from DIR/paired/train's transcripts when missing."""
+  from slam_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  root = demo._dir(data_dir)  # pylint: disable=protected-access
+  path = os.path.join(root, "vocab", "chars.model")
+  if not os.path.exists(path):
+    sentences = vocab_lib.read_sentences(os.path.join(root, "paired", "train"))
+    if not sentences:
+      raise FileNotFoundError(f"No transcripts under {root}/paired/train to build {path} from; "
+                              "build the demo corpus first (python -m slam_jax.data.demo)")
+    vocab_lib.train_sentencepiece(sentences, path[:-len(".model")], CHAR_VOCAB_SIZE, "char")
+  return path
+
+
 def register_demo_downstream_tasks(data_dir: Optional[str] = None) -> None:
   """slam_demo_asr and slam_demo_cls over the demo corpus in `data_dir` (None = demo_data_dir)."""
   hint = ("build the demo corpus: `python -m slam_jax.data.demo --out DIR` and set "
@@ -128,6 +147,13 @@ def register_demo_downstream_tasks(data_dir: Optional[str] = None) -> None:
           functools.partial(demo._prepared_pattern, data_dir, "paired"),  # pylint: disable=protected-access
           demo.SPLITS, hint=hint),
       vocabulary, prep.from_prepared, shuffle_buffer_size=128)
+  register_asr_task(
+      DEMO_ASR_CHARS_TASK,
+      sources.PreparedSpeechSource(
+          functools.partial(demo._prepared_pattern, data_dir, "paired"),  # pylint: disable=protected-access
+          demo.SPLITS, hint=hint),
+      common.make_vocabulary(functools.partial(_char_vocab_path, data_dir)), prep.from_prepared,
+      shuffle_buffer_size=128)
   register_classification_task(
       DEMO_CLS_TASK, seqio.FunctionDataSource(_demo_cls_dataset, splits=demo.SPLITS),
       vocabulary, _identity, demo_cls.CLASS_NAMES, shuffle_buffer_size=1000)

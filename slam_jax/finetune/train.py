@@ -8,8 +8,9 @@ step), orbax checkpoints with the data position (resumable), progress lines and 
 Fine-tuning specifics:
   - the encoder's params come from PRETRAINED (`restore.restore_encoder_params`); the head is
     fresh; a resumed run restores everything from its own MODEL_DIR instead;
-  - separate learning rates for the encoder and the head (`optax.multi_transform` on the
-    top-level params key), the encoder frozen (learning rate 0) for `freeze_encoder_steps`;
+  - separate learning rates for the encoder and the head (by top-level params key, as
+    optax.multi_transform would), the encoder frozen (learning rate 0) for
+    `freeze_encoder_steps`;
   - the model's options: feature layer, SpecAugment-style masking, decoder (see make_*_model);
   - every `eval_every` steps and at the end: the task's metric_fns on the validation split.
 """
@@ -91,9 +92,34 @@ def make_lr_schedule(peak: float, warmup: int, total: int, decay: str,
   return schedule
 
 
+def scale_by_label_schedules(schedules: Mapping[str, optax.Schedule],
+                              label_fn: Callable[[Any], Any]) -> optax.GradientTransformation:
+  """Multiplies each update by -schedules[label](step), label from `label_fn(updates)`.
+
+  The per-group learning rate of `optax.multi_transform`, with one shared optimizer state:
+  multi_transform's masked inner states hold `MaskedNode` leaves that the trainer's
+  logical-sharding map (nn.get_partition_spec) does not accept.
+  """
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    labels = label_fn(updates)
+    rates = {name: schedule(state.count) for name, schedule in schedules.items()}
+    updates = jax.tree_util.tree_map(lambda u, label: (-rates[label] * u).astype(u.dtype),
+                                     updates, labels)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_finetune_optimizer(config: FinetuneOptimizerConfig, total_steps: int,
                             encoder_key: str = task_model.DownstreamModel.encoder_param_key):
-  """(optax transform, {'encoder': schedule, 'head': schedule}); labels by top-level key."""
+  """(AdamW transform, {'encoder': schedule, 'head': schedule}); the group of a parameter is its
+  top-level key (`encoder_key` -> 'encoder', anything else -> 'head')."""
   schedules = {
       "encoder": make_lr_schedule(config.encoder_learning_rate, config.warmup_steps, total_steps,
                                   config.decay, start=config.freeze_encoder_steps),
@@ -101,12 +127,12 @@ def make_finetune_optimizer(config: FinetuneOptimizerConfig, total_steps: int,
                                config.decay),
   }
   decay_mask = lambda params: jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
-  adam = lambda s: optax.adamw(s, b1=config.b1, b2=config.b2, eps=config.eps,
-                               weight_decay=config.weight_decay, mask=decay_mask)
   labels = lambda params: {k: jax.tree_util.tree_map(
       lambda _, k=k: "encoder" if k == encoder_key else "head", v) for k, v in params.items()}
   parts = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
-  parts.append(optax.multi_transform({n: adam(s) for n, s in schedules.items()}, labels))
+  parts += [optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps),
+            optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+            scale_by_label_schedules(schedules, labels)]
   return optax.chain(*parts), schedules
 
 
