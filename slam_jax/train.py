@@ -47,6 +47,7 @@ class TrainResult:
   skipped_steps: int = 0
   history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
   chance: Dict[str, float] = dataclasses.field(default_factory=dict)
+  validation: List[Dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def _to_host(metrics) -> Dict[str, float]:
@@ -157,6 +158,9 @@ def train(
     measure_peak: bool = True,
     resume: bool = False,
     stop_at_step: Optional[int] = None,
+    eval_every: int = 0,
+    make_eval_data: Optional[Callable[..., Any]] = None,
+    eval_batches: int = 4,
 ) -> TrainResult:
   """Pre-trains `model` on the batches `make_data` yields, with checkpoints in `model_dir`.
 
@@ -179,6 +183,11 @@ def train(
     resume: continue from the newest readable checkpoint in model_dir. Without it, a model_dir
       that already holds checkpoints is refused, so a run never silently overwrites another.
     stop_at_step: stop (with a checkpoint) before train_steps, e.g. to split a run in two.
+    eval_every: every this many steps (and at the end), `model.eval_fn` (no dropout, fixed
+      masks) over `eval_batches` validation batches (EVAL_EVERY; 0 = never).
+    make_eval_data: like `make_data` (same arguments) for the validation split, e.g.
+      make_train_iterator with split='validation'; the same batches every time.
+    eval_batches: validation batches per evaluation.
   """
   if not model_dir:
     raise ValueError("train.model_dir (MODEL_DIR) is empty: give a directory for checkpoints.")
@@ -252,6 +261,11 @@ def train(
           f"or gradient (train.max_bad_steps={max_bad_steps}); last metrics: {host}. Lower the "
           "learning rate, check the data for NaN/Inf features, or resume from an earlier checkpoint.")
 
+  validation: List[Dict[str, float]] = []
+  evaluator = (_Validator(model, trainer, mesh_obj, make_eval_data, per_host, feature_lengths,
+                          shard_info, seed, eval_batches, progress)
+               if eval_every and make_eval_data is not None else None)
+
   step = start_step
   try:
     while step < end_step and not stop.requested:
@@ -265,8 +279,12 @@ def train(
       pending = (step, metrics, audio_s, tokens)
       if step % checkpoint.save_every_steps == 0:
         checkpointer.save(step, state, _data_state(batches_consumed, seed))
+      if evaluator and step % eval_every == 0 and step < end_step:
+        validation.append(evaluator(step, state.params))
     finish_pending()
     pending = None
+    if evaluator:
+      validation.append(evaluator(step, state.params))
     checkpointer.save(step, state, _data_state(batches_consumed, seed), force=True)
   finally:
     checkpointer.close()
@@ -277,7 +295,30 @@ def train(
                      last_metrics=last_metrics, checkpoint_dir=ckpt_dir,
                      stopped_by_signal=stop.requested,
                      skipped_steps=int(last_metrics.get("skipped_steps", 0)), history=history,
-                     chance=dict(getattr(model, "chance_accuracies", dict)()))
+                     chance=dict(getattr(model, "chance_accuracies", dict)()),
+                     validation=validation)
+
+
+class _Validator:
+  """`model.eval_fn` averaged over the first `num_batches` validation batches (EVAL_EVERY)."""
+
+  def __init__(self, model, trainer, mesh, make_eval_data, per_host, feature_lengths, shard_info,
+               seed, num_batches, progress):
+    data = make_eval_data(batch_size=per_host, feature_lengths=feature_lengths,
+                          shard_info=shard_info, seed=seed, start_batch=0)
+    self.batches = [partitioning_lib.host_batch_to_global(next(data), mesh)
+                    for _ in range(num_batches)]
+    self.trainer, self.progress = trainer, progress
+    self.eval_fn = jax.jit(lambda params, batch, step: model.eval_fn(params, batch, step=step))
+
+  def __call__(self, step: int, params) -> Dict[str, float]:
+    with self.trainer.context():
+      rows = [_to_host(self.eval_fn(params, b, step)[1]) for b in self.batches]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    self.progress.writer.write_scalars(step, {f"validation/{k}": v for k, v in mean.items()})
+    if jax.process_index() == 0:
+      print("[slam_jax] validation " + self.progress.format_line(step, mean), flush=True)
+    return dict(mean, step=step)
 
 
 def _data_state(batches_consumed: int, seed: int) -> Dict[str, Any]:
@@ -312,6 +353,11 @@ def summarize(result: TrainResult, window: Optional[int] = None) -> str:
   for k in keys:
     chance = f"{result.chance[k]:>8.4f}" if k in result.chance else ""
     lines.append(f"  {k:<{width}}  {mean(head, k):>14.4f}  {mean(tail, k):>14.4f}  {chance}")
+  if result.validation:
+    final = result.validation[-1]
+    lines.append(f"  validation at step {int(final['step'])} (eval_fn: no dropout, fixed masks): "
+                 + ", ".join(f"{k} {final[k]:.4f}" for k in sorted(final)
+                             if k == "loss" or k.endswith(("/loss", "accuracy"))))
   if result.skipped_steps:
     lines.append(f"  non-finite steps skipped: {result.skipped_steps}")
   lines.append(f"  checkpoint: {result.checkpoint_dir}")
