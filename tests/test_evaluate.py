@@ -16,7 +16,7 @@ def downstream_tasks(demo_tasks):
 
 
 TINY = ["PRETRAINED = None", "TRAIN_STEPS = 2", "BATCH_SIZE = 2", "EVAL_MAX_EXAMPLES = 2",
-        'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 128}',
+        'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 40}',
         "make_encoder_config.model_dim = 32", "make_encoder_config.num_heads = 2",
         "make_encoder_config.ffn_dim = 64", "make_encoder_config.num_speech_layers = 1",
         "make_encoder_config.num_shared_layers = 1", "make_encoder_config.conv_kernel_size = 3",
