@@ -69,9 +69,11 @@ class DownstreamModel(abc.ABC):
   def postprocess(self, predictions: Mapping[str, np.ndarray], batch: Batch) -> List[Any]:
     """Python outputs, one per row of the batch (padding rows included)."""
 
-  @abc.abstractmethod
   def targets(self, batch: Batch) -> List[Any]:
-    """Python targets, one per row, in the form `postprocess` returns."""
+    """Python targets, one per row, in the form `postprocess` returns (what the task's
+    metric_fns compare predictions with; `slam_jax.evaluate` needs it)."""
+    raise NotImplementedError(f"{type(self).__name__}.targets(batch) is needed to evaluate: "
+                              "return one python target per row (e.g. the transcript string)")
 
   def check_batch(self, batch: Batch) -> None:
     """Raises ValueError naming the bad row/feature; default: nothing to check."""
