@@ -27,6 +27,7 @@ setuptools.setup(
         "soundfile>=0.14.0",
         "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
+        "jiwer>=4.0.0",  # WER (slam_jax/metrics.py)
     ],
     extras_require={
         "test": ["pytest>=9.0"],
