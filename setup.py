@@ -28,6 +28,7 @@ setuptools.setup(
         "soxr>=1.1.0",  # High-quality resampling (audio.resample).
         "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
+        "jiwer>=4.0.0",  # WER (slam_jax/metrics.py)
     ],
     extras_require={
         # torch + transformers: the parity tests against HF Wav2Vec2BertModel

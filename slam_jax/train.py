@@ -58,6 +58,7 @@ class TrainResult:
   skipped_steps: int = 0
   history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
   chance: Dict[str, float] = dataclasses.field(default_factory=dict)
+  validation: List[Dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def _to_host(metrics) -> Dict[str, float]:
@@ -283,6 +284,9 @@ def train(
     lock_stale_seconds: float = 300.0,
     resume_step: Optional[int] = None,
     stop: Optional[checkpoints_lib.StopSignal] = None,
+    eval_every: int = 0,
+    make_eval_data: Optional[Callable[..., Any]] = None,
+    eval_batches: int = 4,
 ) -> TrainResult:
   """Pre-trains `model` on the batches `make_data` yields, with checkpoints in `model_dir`.
 
@@ -316,6 +320,11 @@ def train(
     resume_step: resume from this step instead of the newest (implies resume); newer steps are
       moved aside as `<step>.superseded-<time>`.
     stop: the SIGTERM/SIGINT handler `main` installed first; None installs one here.
+    eval_every: every this many steps (and at the end), `model.eval_fn` (no dropout, fixed
+      masks) over `eval_batches` validation batches (EVAL_EVERY; 0 = never).
+    make_eval_data: like `make_data` (same arguments) for the validation split, e.g.
+      make_train_iterator with split='validation'; the same batches every time.
+    eval_batches: validation batches per evaluation.
   """
   stop = stop or checkpoints_lib.StopSignal()  # First: a signal at any later point stops cleanly.
   try:
@@ -327,7 +336,8 @@ def train(
 def _train(*, model_dir, model, make_data, batch_size, train_steps, feature_lengths, optimizer, mesh,
            checkpoint, seed, num_microbatches, log_every, max_bad_steps, peak_flops_per_device,
            measure_peak, resume, stop_at_step, healthy_ratio, allow_resume_mismatch,
-           lock_stale_seconds, resume_step, stop, init_encoder_from) -> TrainResult:
+           lock_stale_seconds, resume_step, stop, init_encoder_from, eval_every, make_eval_data,
+           eval_batches) -> TrainResult:
   """`train` after its signal handler is in place."""
   _check_args(model_dir, batch_size, train_steps, log_every, max_bad_steps, num_microbatches,
               stop_at_step, resume_step, healthy_ratio)
@@ -348,7 +358,8 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
                   optimizer, mesh, checkpoint, seed, num_microbatches, log_every, max_bad_steps,
                   peak_flops_per_device, measure_peak, resume, stop_at_step, healthy_ratio,
                   allow_resume_mismatch, lock_stale_seconds, resume_step, stop,
-                  init_encoder_from, lock) -> TrainResult:
+                  init_encoder_from, eval_every, make_eval_data, eval_batches,
+                  lock) -> TrainResult:
   """`train` while holding the MODEL_DIR lock."""
   del lock_stale_seconds
   ckpt_dir = os.path.join(model_dir, "checkpoints")
@@ -463,6 +474,11 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
                          force=True, data_iterator=source):
       health.saved(step, last_metrics)
 
+  validation: List[Dict[str, float]] = []
+  evaluator = (_Validator(model, trainer, mesh_obj, make_eval_data, per_host, feature_lengths,
+                          shard_info, seed, eval_batches, progress)
+               if eval_every and make_eval_data is not None else None)
+
   step = start_step
   try:
     while step < end_step and not stop.requested:
@@ -477,8 +493,12 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
       finish_pending()
       pending = (step, metrics, audio_s, tokens)
       save(step)
+      if evaluator and step % eval_every == 0 and step < end_step:
+        validation.append(evaluator(step, state.params))
     finish_pending()
     pending = None
+    if evaluator and step > start_step:
+      validation.append(evaluator(step, state.params))
     if step > start_step:  # A signal before the first step leaves nothing new to save.
       save(step, force=True)
     if step >= end_step:
@@ -491,7 +511,30 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
                      last_metrics=last_metrics, checkpoint_dir=ckpt_dir,
                      stopped_by_signal=stop.requested and step < end_step,
                      skipped_steps=int(last_metrics.get("skipped_steps", 0)), history=history,
-                     chance=dict(getattr(model, "chance_accuracies", dict)()))
+                     chance=dict(getattr(model, "chance_accuracies", dict)()),
+                     validation=validation)
+
+
+class _Validator:
+  """`model.eval_fn` averaged over the first `num_batches` validation batches (EVAL_EVERY)."""
+
+  def __init__(self, model, trainer, mesh, make_eval_data, per_host, feature_lengths, shard_info,
+               seed, num_batches, progress):
+    data = make_eval_data(batch_size=per_host, feature_lengths=feature_lengths,
+                          shard_info=shard_info, seed=seed, start_batch=0)
+    self.batches = [partitioning_lib.host_batch_to_global(next(data), mesh)
+                    for _ in range(num_batches)]
+    self.trainer, self.progress = trainer, progress
+    self.eval_fn = jax.jit(lambda params, batch, step: model.eval_fn(params, batch, step=step))
+
+  def __call__(self, step: int, params) -> Dict[str, float]:
+    with self.trainer.context():
+      rows = [_to_host(self.eval_fn(params, b, step)[1]) for b in self.batches]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    self.progress.writer.write_scalars(step, {f"validation/{k}": v for k, v in mean.items()})
+    if jax.process_index() == 0:
+      print("[slam_jax] validation " + self.progress.format_line(step, mean), flush=True)
+    return dict(mean, step=step)
 
 
 def _init_encoder(state: trainer_lib.TrainState, model: Any, path: str) -> trainer_lib.TrainState:
@@ -560,6 +603,11 @@ def summarize(result: TrainResult, window: Optional[int] = None) -> str:
   for k in keys:
     chance = f"{result.chance[k]:>8.4f}" if k in result.chance else ""
     lines.append(f"  {k:<{width}}  {mean(head, k):>14.4f}  {mean(tail, k):>14.4f}  {chance}")
+  if result.validation:
+    final = result.validation[-1]
+    lines.append(f"  validation at step {int(final['step'])} (eval_fn: no dropout, fixed masks): "
+                 + ", ".join(f"{k} {final[k]:.4f}" for k in sorted(final)
+                             if k == "loss" or k.endswith(("/loss", "accuracy"))))
   if result.skipped_steps:
     lines.append(f"  non-finite steps skipped: {result.skipped_steps}")
   lines.append(f"  checkpoint: {result.checkpoint_dir}")

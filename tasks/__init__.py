@@ -8,6 +8,8 @@ Nothing is downloaded or read at import: data locations are resolved when a data
   prepared TFRecords:     librilight_speech, librispeech_prepared_paired,
                           librispeech_prepared_speech (+ register_prepared_task for any dir)
   text:                   c4_en_text (TFDS c4/en), text_files (gin file patterns)
+  downstream:             slam_demo_asr, slam_demo_cls, librispeech_asr_{960h,100h,10h},
+                          glue_* (tasks/downstream.py)
   paper mixtures:         slam_pretrain (C4 + Libri-Light + LibriSpeech paired),
                           slam_pretrain_stage1 (C4 + Libri-Light)
 """
@@ -18,3 +20,4 @@ from tasks import librilight  # noqa: F401
 from tasks import librispeech  # noqa: F401
 from tasks import text  # noqa: F401
 from tasks import mixtures  # noqa: F401
+from tasks import downstream  # noqa: F401

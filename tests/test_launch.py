@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ["launch/local.sh", "launch/test.sh", "launch/tpu_pod.sh", "launch/gpu.sh", ".ci/run"]
+SCRIPTS = ["launch/local.sh", "launch/test.sh", "launch/tpu_pod.sh", "launch/gpu.sh", ".ci/run",
+           "launch/downstream_demo.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

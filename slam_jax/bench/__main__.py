@@ -1,6 +1,9 @@
-"""`python -m slam_jax.bench ...`: see slam_jax/bench/harness.py."""
+"""`python -m slam_jax.bench ...`: see slam_jax/bench/harness.py (--mode=infer: bench/infer.py)."""
 import sys
 
-from slam_jax.bench import harness
-
-harness.main(sys.argv[1:])
+if "--mode=infer" in sys.argv[1:]:
+  from slam_jax.bench import infer  # pylint: disable=g-import-not-at-top
+  infer.main(sys.argv[1:])
+else:
+  from slam_jax.bench import harness  # pylint: disable=g-import-not-at-top
+  harness.main(sys.argv[1:])

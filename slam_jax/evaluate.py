@@ -1,0 +1,137 @@
+r"""Evaluation of a fine-tuned model on a seqio task's split with the task's `metric_fns`.
+
+  python -m slam_jax.evaluate --gin_file=gin/finetune/demo_ctc.gin \
+      --checkpoint=runs/ctc [--split=validation] [--max_examples=N] [--output=metrics.json]
+
+The gin file is the fine-tuning experiment (it builds the model and names the task); the
+checkpoint is the fine-tuning MODEL_DIR (newest step) or one step directory. Predictions go
+through `model.predict` (jitted) and `model.postprocess` (host: CTC decoding, label names),
+targets through `model.targets`; then every function in the task's `metric_fns` is called as
+seqio's Evaluator calls it, `fn(targets, predictions) -> {name: value}`. Prints the metrics and
+writes them (with a few examples) as JSON.
+"""
+
+import json
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import gin
+import jax
+import numpy as np
+
+from slam_jax import types
+from slam_jax.finetune import data as data_lib
+from slam_jax.finetune import task_model
+
+
+def evaluate_params(model: task_model.DownstreamModel, params, task_name: str, *,
+                    feature_lengths: Mapping[str, int], batch_size: int = 16,
+                    split: str = "validation", max_examples: Optional[int] = None,
+                    predict_fn=None, loss_fn=None) -> Tuple[Dict[str, float], List[Dict[str, Any]]]:
+  """Scores `params` on `split` of `task_name`.
+
+  Returns:
+    (metrics: the task's metric_fns' outputs + 'loss' (mean eval loss) + 'examples',
+     [{"target": ..., "prediction": ...}] for every example in order).
+  """
+  import seqio  # pylint: disable=g-import-not-at-top
+  task = seqio.get_mixture_or_task(task_name)
+  predict_fn = predict_fn or jax.jit(model.predict)
+  loss_fn = loss_fn or jax.jit(lambda p, b: model.loss_fn(p, b, None))
+  targets, predictions, losses, weights = [], [], [], []
+  for batch in data_lib.eval_batches(task_name, batch_size=batch_size,
+                                     feature_lengths=feature_lengths,
+                                     extra_features=tuple(model.extra_features), split=split,
+                                     max_examples=max_examples):
+    model.check_batch(batch)
+    valid = batch[task_model.VALID].astype(bool)
+    preds = jax.device_get(predict_fn(params, batch))
+    outputs = model.postprocess(preds, batch)
+    wanted = model.targets(batch)
+    targets += [t for t, ok in zip(wanted, valid) if ok]
+    predictions += [p for p, ok in zip(outputs, valid) if ok]
+    loss, _ = loss_fn(params, batch)
+    losses.append(float(loss))
+    weights.append(int(valid.sum()))
+  if not targets:
+    raise ValueError(f"Task {task_name!r} split {split!r} gave no examples to evaluate")
+  results: Dict[str, float] = {}
+  for fn in task.metric_fns:
+    results.update({k: float(v) for k, v in fn(targets, predictions).items()})
+  results["loss"] = float(np.average(losses, weights=weights))
+  results["examples"] = float(len(targets))
+  examples = [{"target": t, "prediction": p} for t, p in zip(targets, predictions)]
+  return results, examples
+
+
+def format_metrics(results: Mapping[str, float]) -> str:
+  return " | ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
+
+
+@gin.configurable(denylist=["checkpoint", "split", "max_examples", "output"])
+def evaluate(*, model=gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
+             feature_lengths: Mapping[str, int] = gin.REQUIRED, batch_size: int = 16,
+             checkpoint: str = "", split: str = "validation",
+             max_examples: Optional[int] = None, output: Optional[str] = None,
+             num_examples_in_output: int = 20) -> Dict[str, float]:
+  """Restores `checkpoint`'s params into `model` and scores them (see module docstring)."""
+  from slam_jax.finetune import restore as restore_lib  # pylint: disable=g-import-not-at-top
+  if not checkpoint:
+    raise ValueError("Give --checkpoint=<fine-tuning MODEL_DIR or step dir>")
+  shapes, dtypes = model.input_shapes_and_types(batch_size, feature_lengths)
+  from slam_jax import partitioning as partitioning_lib  # pylint: disable=g-import-not-at-top
+  abstract = partitioning_lib.unbox(jax.eval_shape(
+      lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes, dtypes)))["params"]
+  params = restore_lib.restore_params(checkpoint, abstract)
+  results, examples = evaluate_params(model, params, mixture_or_task_name,
+                                      feature_lengths=feature_lengths, batch_size=batch_size,
+                                      split=split, max_examples=max_examples)
+  print(f"[evaluate] {mixture_or_task_name}:{split} {format_metrics(results)}", flush=True)
+  if output is None:
+    step_dir, _ = restore_lib.find_checkpoint(checkpoint)
+    output = os.path.join(os.path.dirname(os.path.dirname(step_dir)),
+                          f"eval_{mixture_or_task_name}_{split}.json")
+  with open(output, "w") as f:
+    json.dump({"task": mixture_or_task_name, "split": split, "checkpoint": checkpoint,
+               "metrics": results, "examples": examples[:num_examples_in_output]}, f, indent=1)
+  print(f"[evaluate] wrote {output}", flush=True)
+  return results
+
+
+def parse_flags(argv: Sequence[str]):
+  from slam_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  gin_files, bindings, options = [], [], {}
+  for arg in argv:
+    if train_lib.parse_gin_flag(arg, gin_files, bindings):
+      continue
+    key, _, value = arg.lstrip("-").partition("=")
+    if key in ("checkpoint", "split", "output") and value:
+      options[key] = value
+    elif key == "max_examples" and value:
+      options[key] = int(value)
+    elif arg in ("-h", "--help"):
+      print(__doc__)
+      sys.exit(0)
+    else:
+      raise ValueError(f"Unknown flag {arg!r}; expected --gin_file=, --gin.KEY=VALUE, "
+                       "--checkpoint=, --split=, --max_examples=, --output=")
+  if not gin_files:
+    raise ValueError("Give --gin_file=gin/finetune/<experiment>.gin")
+  return gin_files, bindings, options
+
+
+def main(argv: Sequence[str]) -> Dict[str, float]:
+  from slam_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from slam_jax.finetune import train as finetune_lib  # pylint: disable=g-import-not-at-top,unused-import
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  jax.config.update("jax_threefry_partitionable", True)
+  gin_files, bindings, options = parse_flags(argv)
+  train_lib.parse_gin(gin_files, bindings)
+  return evaluate(**options)
+
+
+if __name__ == "__main__":
+  from slam_jax import evaluate as _evaluate_module  # pylint: disable=g-import-not-at-top
+  _evaluate_module.main(sys.argv[1:])
