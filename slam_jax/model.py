@@ -341,6 +341,17 @@ class SlamModel:
       (rows of the whole batch); 'rows/<kind>' (share of the batch's rows that bear a loss, per
       kind) and 'rows/idle'; 'gumbel_temperature'.
     """
+    loss, metrics, _ = self.loss_and_outputs(params, batch, dropout_rng, step)
+    return loss, metrics
+
+  def loss_and_outputs(self, params, batch: Batch, dropout_rng: Optional[jax.Array], step=0
+                       ) -> Tuple[jnp.ndarray, Metrics, Dict[str, Any]]:
+    """`loss_fn` plus what its terms were computed from (for tests and analysis).
+
+    Returns:
+      (loss, metrics, {'outputs': PretrainerOutputs of the main pass, 'stm_logits': [B] of the
+      STM pass, 'prepared': the prepared (micro)batch}).
+    """
     deterministic = dropout_rng is None
     if f"{_P}rows" not in batch:
       batch = self.prepare_batch(batch, dropout_rng, step)
@@ -395,7 +406,7 @@ class SlamModel:
         out.quantizer.ids, out.encoder.speech_valid & targets.speech_rows[:, None],
         self.quantizer_config.num_entries)
     metrics["gumbel_temperature"] = out.quantizer.temperature
-    return loss, metrics
+    return loss, metrics, {"outputs": out, "stm_logits": stm_logits, "prepared": batch}
 
   def eval_fn(self, params, batch: Batch, step=0) -> Tuple[jnp.ndarray, Metrics]:
     """`loss_fn` without dropout or Gumbel noise, with masks from a fixed key."""
