@@ -270,7 +270,8 @@ def check_mask_id(vocabulary: Any, mask_id: int, vocab_size: int) -> int:
   """Checks at start-up that `mask_id` is no real SentencePiece piece; returns the piece count.
 
   Args:
-    vocabulary: a seqio vocabulary (SentencePieceVocabulary: pieces, then `extra_ids`).
+    vocabulary: a seqio vocabulary (SentencePieceVocabulary: pieces, then `extra_ids`); anything
+      with `vocab_size`, `extra_ids` and `decode`.
     mask_id: the id the model writes at masked text positions.
     vocab_size: the encoder's embedding rows.
 
@@ -280,7 +281,9 @@ def check_mask_id(vocabulary: Any, mask_id: int, vocab_size: int) -> int:
   Raises:
     ValueError: the vocabulary does not fit the embedding or the mask id is a real piece.
   """
-  pieces = int(getattr(vocabulary, "_base_vocab_size", vocabulary.vocab_size))
+  # seqio writes its extra ids into the SentencePiece proto, so the real pieces are the ids below
+  # vocab_size - extra_ids (`_base_vocab_size` counts the extra ids too).
+  pieces = int(vocabulary.vocab_size) - int(getattr(vocabulary, "extra_ids", 0))
   if vocabulary.vocab_size > vocab_size:
     raise ValueError(f"the text vocabulary has {vocabulary.vocab_size} ids but the encoder only "
                      f"{vocab_size} embedding rows: raise make_encoder_config.vocab_size")
