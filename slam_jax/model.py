@@ -267,8 +267,7 @@ class SlamModel:
         types.TEXT_SEGMENT_IDS: main_segments,
         types.TEXT_POSITIONS: positions,
     }
-    speech_rows = is_speech | split | ((joint & obj.speech_losses_on_paired)
-                                       if obj.speech_losses_on_paired else False)
+    speech_rows = is_speech | split | (joint if obj.speech_losses_on_paired else False)
     targets = compose.Targets(
         kind=kind, text_targets=tokens, text_mask=text_mask, speech_mask=speech_mask,
         distractors=distractors, stm_labels=stm_labels, text_rows=is_text | split,
