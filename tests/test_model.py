@@ -388,7 +388,7 @@ def test_objective_gin_files_build_the_model():
     paper = model_lib.make_model()
   finally:
     gin.clear_config()
-  assert tiny.quantizer_config.num_entries == 8 and tiny.loss_weights.stage2_start_step == 0
+  assert tiny.quantizer_config.num_entries == 16 and tiny.loss_weights.stage2_start_step == 0
   # w2v-BERT's codebook (fairseq2's 600m config): one codebook of 1024 entries, quantized dim 1024.
   assert paper.quantizer_config == quantizer_lib.QuantizerConfig(
       num_groups=1, num_entries=1024, code_dim=1024, temperature_start=2.0, temperature_end=0.1,
