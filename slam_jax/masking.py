@@ -7,7 +7,8 @@ they run inside `jax.jit`) and deterministic given their PRNG key; the model der
 Speech (wav2vec 2.0, arXiv 2006.11477 §3.3/§4.2; reused by w2v-BERT, arXiv 2108.06209): every real
 frame starts a span with probability `start_prob` (p = 0.065), each span covers `span_length`
 (M = 10) frames, spans may overlap; about 1 - (1 - p)^M = 49% of frames end up masked. Padding is
-never masked, and a non-empty utterance that drew no start gets one at a uniformly chosen frame.
+never masked, and an utterance that drew fewer than `min_spans` (2, fairseq's `mask_min_masks`)
+starts gets the missing ones at uniformly chosen other real frames.
 
 Text (SpanBERT, arXiv 1907.10529 §3.1): span lengths follow a geometric distribution Geo(p = 0.2)
 restricted to 1..10 (mean 3.8), spans are drawn until 15% of the row's maskable tokens are covered
@@ -18,11 +19,13 @@ a span may straddle two packed examples (it skips the EOS between them, which st
 
 The mask token: seqio's SentencePiece vocabulary has no [MASK] piece, so the model reserves one id
 (`SlamModel` defaults to `vocab_size - 1`; with seqio's `extra_ids` that id is `<extra_id_0>`,
-which the tokenizer never emits from text).
+which the tokenizer never emits from text). `check_mask_id` verifies that at start-up against the
+SentencePiece model. Random replacement tokens are drawn from the real pieces only: never PAD, EOS,
+UNK (seqio's ids 0, 1, 2), the mask id or the unused extra ids above the pieces.
 """
 
 import dataclasses
-from typing import NamedTuple, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import gin
 import jax
@@ -30,6 +33,7 @@ import jax.numpy as jnp
 
 PAD_ID = 0
 EOS_ID = 1
+UNK_ID = 2  # seqio's SentencePieceVocabulary: pad 0, eos 1, unk 2.
 
 
 @gin.configurable
@@ -40,16 +44,21 @@ class SpeechMaskConfig:
   Attributes:
     start_prob: probability that a real frame starts a span (wav2vec 2.0 p = 0.065).
     span_length: frames per span (wav2vec 2.0 M = 10).
+    min_spans: fewest span starts per utterance (fairseq's wav2vec 2.0 `mask_min_masks` = 2);
+      a short utterance gets as many as it has real frames.
   """
 
   start_prob: float = 0.065
   span_length: int = 10
+  min_spans: int = 2
 
   def __post_init__(self):
     if not 0.0 < self.start_prob <= 1.0:
       raise ValueError(f"SpeechMaskConfig.start_prob must be in (0, 1], got {self.start_prob}")
     if self.span_length < 1:
       raise ValueError(f"SpeechMaskConfig.span_length must be >= 1, got {self.span_length}")
+    if self.min_spans < 1:
+      raise ValueError(f"SpeechMaskConfig.min_spans must be >= 1, got {self.min_spans}")
 
   @property
   def expected_ratio(self) -> float:
@@ -124,8 +133,8 @@ def speech_span_mask(key: jax.Array, valid: jnp.ndarray, config: SpeechMaskConfi
     config: span parameters.
 
   Returns:
-    bool [batch, frames] mask, False on padding, with at least one span in every row that has a
-    real frame.
+    bool [batch, frames] mask, False on padding; every row starts at least
+    min(config.min_spans, its real frames) spans at distinct frames.
   """
   _check_rank2("valid", valid)
   valid = valid.astype(bool)
@@ -133,12 +142,12 @@ def speech_span_mask(key: jax.Array, valid: jnp.ndarray, config: SpeechMaskConfi
   start_key, force_key = jax.random.split(key)
   starts = jax.random.bernoulli(start_key, config.start_prob, (batch, frames)) & valid
 
-  # A non-empty row without any start gets one at a uniformly chosen real frame.
-  num_valid = jnp.sum(valid, axis=1)
-  forced_rank = jnp.floor(jax.random.uniform(force_key, (batch,)) * num_valid).astype(jnp.int32)
-  needs_start = (jnp.sum(starts, axis=1) == 0) & (num_valid > 0)
-  forced = valid & (_rank_among(valid) == forced_rank[:, None]) & needs_start[:, None]
-  starts = starts | forced
+  # A row with fewer than min_spans starts gets the missing ones at uniformly chosen other real
+  # frames: the frames that are real and not yet starts, in a random order, the first `missing`.
+  missing = jnp.maximum(config.min_spans - jnp.sum(starts, axis=1), 0)  # [batch]
+  noise = jnp.where(valid & ~starts, jax.random.uniform(force_key, (batch, frames)), 2.0)
+  order_rank = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)  # rank of each frame's noise
+  starts = starts | ((order_rank < missing[:, None]) & valid & ~starts)
 
   # Frame t is masked when a span starts in [t - M + 1, t]: a difference of running counts.
   count = jnp.cumsum(starts.astype(jnp.int32), axis=1)
@@ -168,7 +177,8 @@ def text_maskable(tokens: jnp.ndarray, segment_ids: jnp.ndarray,
 
 
 def text_span_mask(key: jax.Array, tokens: jnp.ndarray, maskable: jnp.ndarray,
-                   config: TextMaskConfig, *, vocab_size: int, mask_id: int) -> TextMaskResult:
+                   config: TextMaskConfig, *, vocab_size: int, mask_id: int,
+                   random_ids: Optional[Tuple[int, int]] = None) -> TextMaskResult:
   """SpanBERT masking of token rows.
 
   Args:
@@ -176,9 +186,11 @@ def text_span_mask(key: jax.Array, tokens: jnp.ndarray, maskable: jnp.ndarray,
     tokens: int32 [batch, length] original token ids.
     maskable: bool [batch, length] positions that may be masked (see `text_maskable`).
     config: masking parameters.
-    vocab_size: size of the embedding table; random replacements are drawn from the ids in
-      [max(special_ids) + 1, vocab_size) other than `mask_id`.
+    vocab_size: size of the embedding table.
     mask_id: id written at positions replaced by the mask token.
+    random_ids: [low, high) ids random replacements are drawn from (uniformly, `mask_id` left out
+      if it lies inside): the real SentencePiece pieces after PAD/EOS/UNK. None =
+      [max(special_ids) + 1, vocab_size).
 
   Returns:
     `TextMaskResult(inputs, mask)`. Each row with n maskable tokens has exactly
@@ -191,8 +203,11 @@ def text_span_mask(key: jax.Array, tokens: jnp.ndarray, maskable: jnp.ndarray,
   low = max(config.special_ids) + 1 if config.special_ids else 0
   if not low <= mask_id < vocab_size:
     raise ValueError(f"mask_id {mask_id} must lie in [{low}, vocab_size={vocab_size})")
-  if vocab_size - low < 2:
-    raise ValueError(f"vocab_size={vocab_size} leaves no ids for random replacement")
+  rand_low, rand_high = (low, vocab_size) if random_ids is None else random_ids
+  inside = int(rand_low <= mask_id < rand_high)
+  if not 0 <= rand_low < rand_high <= vocab_size or rand_high - rand_low - inside < 1:
+    raise ValueError(f"random_ids={(rand_low, rand_high)} leaves no ids for random replacement "
+                     f"(vocab_size={vocab_size}, mask_id={mask_id})")
   maskable = maskable.astype(bool)
   batch, length = tokens.shape
   len_key, slot_key, action_key, random_key = jax.random.split(key, 4)
@@ -242,9 +257,40 @@ def text_span_mask(key: jax.Array, tokens: jnp.ndarray, maskable: jnp.ndarray,
   use_mask = mask & (u < config.replace_with_mask)
   use_random = mask & (u >= config.replace_with_mask) & (
       u < config.replace_with_mask + config.replace_with_random)
-  # Uniform over [low, vocab_size) without mask_id.
-  rand = jax.random.randint(random_key, (batch, length), low, vocab_size - 1)
-  rand = rand + (rand >= mask_id).astype(rand.dtype)
+  # Uniform over [rand_low, rand_high) without mask_id.
+  rand = jax.random.randint(random_key, (batch, length), rand_low, rand_high - inside)
+  if inside:
+    rand = rand + (rand >= mask_id).astype(rand.dtype)
   inputs = jnp.where(use_mask, jnp.asarray(mask_id, tokens.dtype),
                      jnp.where(use_random, rand.astype(tokens.dtype), tokens))
   return TextMaskResult(inputs=inputs, mask=mask)
+
+
+def check_mask_id(vocabulary: Any, mask_id: int, vocab_size: int) -> int:
+  """Checks at start-up that `mask_id` is no real SentencePiece piece; returns the piece count.
+
+  Args:
+    vocabulary: a seqio vocabulary (SentencePieceVocabulary: pieces, then `extra_ids`); anything
+      with `vocab_size`, `extra_ids` and `decode`.
+    mask_id: the id the model writes at masked text positions.
+    vocab_size: the encoder's embedding rows.
+
+  Returns:
+    The number of real pieces (random replacement tokens are drawn below it).
+
+  Raises:
+    ValueError: the vocabulary does not fit the embedding or the mask id is a real piece.
+  """
+  # seqio writes its extra ids into the SentencePiece proto, so the real pieces are the ids below
+  # vocab_size - extra_ids (`_base_vocab_size` counts the extra ids too).
+  pieces = int(vocabulary.vocab_size) - int(getattr(vocabulary, "extra_ids", 0))
+  if vocabulary.vocab_size > vocab_size:
+    raise ValueError(f"the text vocabulary has {vocabulary.vocab_size} ids but the encoder only "
+                     f"{vocab_size} embedding rows: raise make_encoder_config.vocab_size")
+  if mask_id < pieces:
+    raise ValueError(
+        f"mask_token_id={mask_id} is the real SentencePiece piece "
+        f"{vocabulary.decode([mask_id])!r} (the model has {pieces} pieces): use an id >= {pieces}, "
+        "e.g. leave make_model.mask_token_id = None with extra_ids >= 1 or "
+        "make_encoder_config.vocab_size = pieces + 1")
+  return pieces

@@ -39,6 +39,9 @@ Metrics = Dict[str, jnp.ndarray]
 PAIRED_SPEECH_MASKING = masking.SpeechMaskConfig(start_prob=0.1294, span_length=10)
 PAIRED_TEXT_MASKING = masking.TextMaskConfig(mask_rate=0.5)
 
+_P = "prepared/"  # prefix of `prepare_batch`'s arrays
+_PREPARE_STREAM, _DROPOUT_STREAM = 0, 1  # fold_in streams of the step key
+
 
 class _LazyClass:
   """Class attribute resolved on first access (keeps model.py importable without TensorFlow)."""
@@ -80,6 +83,9 @@ class SlamModel:
       need `extra_ids >= 1`, or an encoder vocab_size one larger than the SentencePiece model, so
       that this id never occurs in real text).
     tie_text_embedding: the text MLM head reuses the token embedding.
+    num_text_pieces: real SentencePiece pieces (ids below it; random replacement tokens are drawn
+      from [3, num_text_pieces): never PAD/EOS/UNK, the mask id or unused extra ids). None =
+      vocab_size - 1 (pieces + the mask id). `check_vocabulary` sets it from the vocabulary.
   """
 
   FEATURE_CONVERTER_CLS = _LazyClass("slam_jax.data.converters", "SlamFeatureConverter")
@@ -89,7 +95,8 @@ class SlamModel:
                masking_config: MaskingConfig = MaskingConfig(),
                objectives: compose.ObjectiveConfig = compose.ObjectiveConfig(),
                loss_weights: compose.LossWeightSchedule = compose.LossWeightSchedule(),
-               mask_token_id: Optional[int] = None, tie_text_embedding: bool = True):
+               mask_token_id: Optional[int] = None, tie_text_embedding: bool = True,
+               num_text_pieces: Optional[int] = None):
     self.encoder_config = encoder_config
     self.quantizer_config = quantizer_config
     self.masking_config = masking_config
@@ -99,6 +106,10 @@ class SlamModel:
     self.mask_token_id = vocab - 1 if mask_token_id is None else int(mask_token_id)
     if not 0 <= self.mask_token_id < vocab:
       raise ValueError(f"mask_token_id={self.mask_token_id} outside the vocabulary [0, {vocab})")
+    self.num_text_pieces = vocab - 1 if num_text_pieces is None else int(num_text_pieces)
+    if not masking.UNK_ID + 1 < self.num_text_pieces <= vocab:
+      raise ValueError(f"num_text_pieces={self.num_text_pieces} must lie in "
+                       f"({masking.UNK_ID + 1}, vocab_size={vocab}]")
     self.module = pretrainer_lib.SlamPretrainer(encoder_config, quantizer_config,
                                                 tie_text_embedding=tie_text_embedding)
 
@@ -109,6 +120,16 @@ class SlamModel:
   @property
   def vocab_size(self) -> int:
     return self.encoder_config.vocab_size
+
+  @property
+  def random_token_ids(self) -> Tuple[int, int]:
+    """[low, high) ids random replacement tokens are drawn from (the real pieces after UNK)."""
+    return (masking.UNK_ID + 1, self.num_text_pieces)
+
+  def check_vocabulary(self, vocabulary: Any) -> None:
+    """Start-up check: the mask id is no real piece of `vocabulary` (a seqio vocabulary); the
+    random replacement tokens are then drawn from its real pieces only."""
+    self.num_text_pieces = masking.check_mask_id(vocabulary, self.mask_token_id, self.vocab_size)
 
   def chance_accuracies(self) -> Dict[str, float]:
     """Accuracy of guessing uniformly, per accuracy metric of `loss_fn` (for progress reports).
@@ -166,110 +187,225 @@ class SlamModel:
     return (batch[types.SPEECH_FEATURES], batch[types.SPEECH_MASK], batch[types.TEXT_TOKENS],
             batch[types.TEXT_SEGMENT_IDS], batch[types.TEXT_POSITIONS])
 
-  def prepare(self, key: jax.Array, batch: Batch) -> Tuple[Dict[str, jnp.ndarray],
-                                                         compose.Targets]:
-    """Draws the STM roll and all masks; returns the masked model inputs and the targets.
+  def prepare(self, key: jax.Array, batch: Batch, step=0
+              ) -> Tuple[Dict[str, jnp.ndarray], Dict[str, jnp.ndarray], compose.Targets]:
+    """Draws the STM negatives and all masks; returns the model inputs and the targets.
+
+    Paired rows are "joint" (TLM/STM on: speech and transcript attend to each other) or, while
+    both TLM and STM weigh 0 (`ObjectiveConfig.split_idle_pairs`), "split": their transcript gets
+    a segment id of its own, so that speech and text do not see each other, and the row trains as
+    a speech row (w2v-BERT masking and terms) plus a text row (SpanBERT masking and text MLM).
 
     Args:
       key: PRNG key (the same key gives the same masks).
       batch: a model batch (see `slam_jax.types`).
+      step: training step (int or traced): the loss-weight stage.
 
     Returns:
-      (inputs {feature name: array} with the text masked and transcripts rolled, targets).
+      (inputs of the main pass {feature name: array}: masked text, the STM transcript on the
+      negatives when stm_pass == 'masked'; inputs of the unmasked STM pass {feature name: array}
+      (only the text features; speech is the batch's); targets).
     """
     missing = set(types.MODEL_FEATURES) - set(batch)
     if missing:
       raise ValueError(f"batch lacks model features {sorted(missing)}; it has {sorted(batch)}")
-    cfg = self.masking_config
+    cfg, obj = self.masking_config, self.objectives
     swap_key, speech_key, paired_speech_key, text_key, paired_text_key, distractor_key = (
         jax.random.split(key, 6))
+    weights = self.loss_weights.weights(step)
     kind = batch[types.KIND].astype(jnp.int32)
     is_text = kind == types.KIND_TEXT
     is_speech = kind == types.KIND_SPEECH
     is_paired = kind == types.KIND_PAIRED
+    pairs_on = (weights["tlm"] > 0) | (weights["stm"] > 0)
+    split = is_paired & ~pairs_on if obj.split_idle_pairs else jnp.zeros_like(is_paired)
+    joint = is_paired & ~split
 
-    # STM negatives: half of the paired rows borrow the next paired row's transcript.
-    swap = stm_lib.roll_transcripts(swap_key, is_paired)
+    # STM negatives among the joint paired rows (never the row's own or an identical transcript).
     own = batch[types.TEXT_TOKENS]
-    tokens = own[swap.source]
-    segments = batch[types.TEXT_SEGMENT_IDS][swap.source]
-    positions = batch[types.TEXT_POSITIONS][swap.source]
-    differs = jnp.any(tokens != own, axis=1) | jnp.any(
-        segments != batch[types.TEXT_SEGMENT_IDS], axis=1)
-    stm_labels = (~(swap.swapped & differs)).astype(jnp.float32)
+    own_segments = batch[types.TEXT_SEGMENT_IDS]
+    swap = stm_lib.sample_negatives(swap_key, joint, own, own_segments, obj.stm_negatives)
+    stm_text = {types.TEXT_TOKENS: own[swap.source],
+                types.TEXT_SEGMENT_IDS: own_segments[swap.source],
+                types.TEXT_POSITIONS: batch[types.TEXT_POSITIONS][swap.source]}
+    stm_labels = (~swap.swapped).astype(jnp.float32)
+    if obj.stm_pass == "masked":  # the negatives' swapped transcripts go through the TLM pass
+      tokens, segments, positions = (stm_text[types.TEXT_TOKENS],
+                                     stm_text[types.TEXT_SEGMENT_IDS],
+                                     stm_text[types.TEXT_POSITIONS])
+      tlm_rows = joint & ~swap.swapped
+    else:
+      tokens, segments, positions = own, own_segments, batch[types.TEXT_POSITIONS]
+      tlm_rows = joint
 
     # Speech span masks on the feature encoder's frames.
     valid = encoder_lib.SlamEncoder.subsampled_mask(self.encoder_config, batch[types.SPEECH_MASK])
     speech_mask = jnp.where(
-        is_paired[:, None],
+        joint[:, None],
         masking.speech_span_mask(paired_speech_key, valid, cfg.paired_speech),
-        masking.speech_span_mask(speech_key, valid, cfg.speech) & is_speech[:, None])
+        masking.speech_span_mask(speech_key, valid, cfg.speech) & (is_speech | split)[:, None])
 
-    # SpanBERT text masks (80/10/10), at the TLM rate on paired rows.
+    # SpanBERT text masks (80/10/10), at the TLM rate on joint paired rows.
     maskable = masking.text_maskable(tokens, segments, cfg.text.special_ids)
-    text_out = masking.text_span_mask(text_key, tokens, maskable & is_text[:, None], cfg.text,
-                                      vocab_size=self.vocab_size, mask_id=self.mask_token_id)
-    paired_out = masking.text_span_mask(
-        paired_text_key, tokens, maskable & is_paired[:, None], cfg.paired_text,
-        vocab_size=self.vocab_size, mask_id=self.mask_token_id)
-    text_inputs = jnp.where(is_paired[:, None], paired_out.inputs, text_out.inputs)
-    text_mask = jnp.where(is_paired[:, None], paired_out.mask, text_out.mask)
+    mask_args = dict(vocab_size=self.vocab_size, mask_id=self.mask_token_id,
+                     random_ids=self.random_token_ids)
+    text_out = masking.text_span_mask(text_key, tokens, maskable & (is_text | split)[:, None],
+                                      cfg.text, **mask_args)
+    paired_out = masking.text_span_mask(paired_text_key, tokens, maskable & joint[:, None],
+                                        cfg.paired_text, **mask_args)
+    text_inputs = jnp.where(joint[:, None], paired_out.inputs, text_out.inputs)
+    text_mask = jnp.where(joint[:, None], paired_out.mask, text_out.mask)
+    # A split row's transcript in a segment of its own: it and the speech do not attend.
+    main_segments = jnp.where(split[:, None] & (segments > 0), segments + 1, segments)
 
     distractors = contrastive_lib.sample_distractors(distractor_key, speech_mask,
-                                                     self.objectives.num_distractors)
+                                                     obj.num_distractors)
     inputs = {
         types.SPEECH_FEATURES: batch[types.SPEECH_FEATURES],
         types.SPEECH_MASK: batch[types.SPEECH_MASK],
         types.TEXT_TOKENS: text_inputs,
-        types.TEXT_SEGMENT_IDS: segments,
+        types.TEXT_SEGMENT_IDS: main_segments,
         types.TEXT_POSITIONS: positions,
     }
-    targets = compose.Targets(kind=kind, text_targets=tokens, text_mask=text_mask,
-                              speech_mask=speech_mask, distractors=distractors,
-                              stm_labels=stm_labels)
-    return inputs, targets
+    speech_rows = is_speech | split | (joint if obj.speech_losses_on_paired else False)
+    targets = compose.Targets(
+        kind=kind, text_targets=tokens, text_mask=text_mask, speech_mask=speech_mask,
+        distractors=distractors, stm_labels=stm_labels, text_rows=is_text | split,
+        speech_rows=speech_rows, tlm_rows=tlm_rows, stm_rows=joint)
+    return inputs, stm_text, targets
+
+  def prepare_batch(self, batch: Batch, rng: Optional[jax.Array], step=0) -> Dict[str, Any]:
+    """Everything random of a step except dropout, drawn on the whole batch, as per-row arrays.
+
+    The trainer calls this on the global batch before splitting it into microbatches; `loss_fn`
+    on each microbatch then reads the masks, negatives (with their transcripts), distractors,
+    per-row Gumbel keys and the whole batch's counts from it, so that the microbatch losses add
+    up to the full-batch loss. `loss_fn` calls it itself on an unprepared batch.
+
+    Args:
+      batch: a model batch.
+      rng: the step's key (None = evaluation: key 0, no Gumbel noise).
+      step: training step.
+
+    Returns:
+      {name: array with the batch as leading axis}.
+    """
+    key = jax.random.PRNGKey(0) if rng is None else rng
+    mask_key, gumbel_key = jax.random.split(jax.random.fold_in(key, _PREPARE_STREAM))
+    inputs, stm_text, targets = self.prepare(mask_key, batch, step)
+    rows = batch[types.KIND].shape[0]
+    valid = encoder_lib.SlamEncoder.subsampled_mask(self.encoder_config, batch[types.SPEECH_MASK])
+    out = {f"{_P}in/{k}": v for k, v in inputs.items()}
+    out.update({f"{_P}stm/{k}": v for k, v in stm_text.items()})
+    flat = targets._asdict()
+    distractors = flat.pop("distractors")
+    out.update({f"{_P}t/{k}": v for k, v in flat.items()})
+    out[f"{_P}t/distractor_indices"] = distractors.indices
+    out[f"{_P}t/distractor_valid"] = distractors.valid
+    for name, count in compose.counts(targets, valid).items():
+      out[f"{_P}count/{name}"] = jnp.full((rows,), count, jnp.float32)
+    out[f"{_P}rows"] = jnp.full((rows,), rows, jnp.float32)
+    row_keys = jax.random.split(gumbel_key, rows)
+    if jnp.issubdtype(row_keys.dtype, jax.dtypes.prng_key):
+      row_keys = jax.random.key_data(row_keys)
+    out[f"{_P}gumbel_keys"] = row_keys
+    return out
+
+  @staticmethod
+  def _unpack(prepared: Mapping[str, jnp.ndarray]):
+    get = lambda group: {k[len(_P) + len(group) + 1:]: v for k, v in prepared.items()
+                         if k.startswith(f"{_P}{group}/")}
+    t = get("t")
+    distractors = contrastive_lib.Distractors(t.pop("distractor_indices"),
+                                              t.pop("distractor_valid"))
+    return get("in"), get("stm"), compose.Targets(distractors=distractors, **t), get("count")
 
   def loss_fn(self, params, batch: Batch, dropout_rng: Optional[jax.Array],
               step=0) -> Tuple[jnp.ndarray, Metrics]:
-    """Weighted SLAM loss of one batch.
+    """Weighted SLAM loss of one batch (or of one microbatch of a prepared batch).
 
     Args:
       params: the 'params' collection.
-      batch: a model batch.
-      dropout_rng: key for masks, the STM roll, distractors, Gumbel noise and dropout; None =
-        evaluation (fixed masks from key 0, no dropout, no Gumbel noise).
+      batch: a model batch, or a slice of `prepare_batch`'s output (then each term is divided by
+        the whole batch's count, scaled to the slice: the slices' mean is the full-batch loss).
+      dropout_rng: key for masks, negatives, distractors, Gumbel noise and dropout; None =
+        evaluation (fixed masks from key 0, no dropout, no Gumbel noise). On a prepared batch
+        only dropout comes from it.
       step: training step (int or traced scalar): loss-weight stage and Gumbel temperature.
 
     Returns:
       (loss, scalar metrics): 'loss'; '<term>/loss|accuracy|count|weight' for text_mlm,
       contrastive, speech_mlm, stm (and 'diversity/perplexity', 'tlm/text_*', 'tlm/speech_*');
-      'codebook/perplexity' (soft), 'codebook/code_perplexity' (hard ids); 'examples/<kind>';
-      'gumbel_temperature'.
+      'codebook/perplexity' (soft), 'codebook/code_perplexity' (hard ids); 'examples/<kind>'
+      (rows of the whole batch); 'rows/<kind>' (share of the batch's rows that bear a loss, per
+      kind) and 'rows/idle'; 'gumbel_temperature'.
+    """
+    loss, metrics, _ = self.loss_and_outputs(params, batch, dropout_rng, step)
+    return loss, metrics
+
+  def loss_and_outputs(self, params, batch: Batch, dropout_rng: Optional[jax.Array], step=0
+                       ) -> Tuple[jnp.ndarray, Metrics, Dict[str, Any]]:
+    """`loss_fn` plus what its terms were computed from (for tests and analysis).
+
+    Returns:
+      (loss, metrics, {'outputs': PretrainerOutputs of the main pass, 'stm_logits': [B] of the
+      STM pass, 'prepared': the prepared (micro)batch}).
     """
     deterministic = dropout_rng is None
-    key = jax.random.PRNGKey(0) if deterministic else dropout_rng
-    mask_key, dropout_key, gumbel_key = jax.random.split(key, 3)
-    inputs, targets = self.prepare(mask_key, batch)
-    rngs = None if deterministic else {"dropout": dropout_key, "gumbel": gumbel_key}
-    out = self.module.apply({"params": params}, *self._encoder_args(inputs),
-                            speech_span_mask=targets.speech_mask, step=step,
-                            deterministic=deterministic, rngs=rngs)
+    if f"{_P}rows" not in batch:
+      batch = self.prepare_batch(batch, dropout_rng, step)
+    inputs, stm_text, targets, global_counts = self._unpack(batch)
+    local_rows = targets.kind.shape[0]
+    scale = local_rows / batch[f"{_P}rows"][0]  # this slice's share of the batch
+    normalisers = {k: v[0] * scale for k, v in global_counts.items()}
+    weights = self.loss_weights.weights(step)
+    dropout_key = None if deterministic else jax.random.fold_in(dropout_rng, _DROPOUT_STREAM)
+    main_key, stm_key = (None, None) if deterministic else jax.random.split(dropout_key)
+    out = self.module.apply(
+        {"params": params}, *self._encoder_args(inputs), speech_span_mask=targets.speech_mask,
+        step=step, deterministic=deterministic,
+        gumbel_keys=None if deterministic else batch[f"{_P}gumbel_keys"],
+        rngs=None if deterministic else {"dropout": main_key})
+    stm_logits = out.stm_logits
+    if self.objectives.stm_pass == "unmasked":
+      def stm_pass(_):
+        return self.module.apply(
+            {"params": params}, inputs[types.SPEECH_FEATURES], inputs[types.SPEECH_MASK],
+            stm_text[types.TEXT_TOKENS], stm_text[types.TEXT_SEGMENT_IDS],
+            stm_text[types.TEXT_POSITIONS], deterministic=deterministic,
+            rngs=None if deterministic else {"dropout": stm_key},
+            method=pretrainer_lib.SlamPretrainer.match_logits)
+      # Skipped (not just weighted 0) in stage 1 and in batches without paired rows.
+      run = (weights["stm"] > 0) & jnp.any(targets.stm_rows)
+      stm_logits = jax.lax.cond(run, stm_pass, lambda _: jnp.zeros((local_rows,), jnp.float32),
+                                None)
+    target_ids = (out.quantizer.quantized_ids if self.objectives.mlm_target == "sampled"
+                  else out.quantizer.ids)
     loss_inputs = compose.LossInputs(
         context=out.context, quantized=out.quantizer.quantized,
         quantized_ids=out.quantizer.quantized_ids, code_probs=out.quantizer.probs,
-        target_ids=out.quantizer.ids, speech_logits=out.speech_logits,
-        text_logits=out.text_logits, stm_logits=out.stm_logits,
+        target_ids=target_ids, speech_logits=out.speech_logits,
+        text_logits=out.text_logits, stm_logits=stm_logits,
         speech_valid=out.encoder.speech_valid)
-    loss, metrics = compose.pretraining_loss(loss_inputs, targets,
-                                             self.loss_weights.weights(step), self.objectives)
-    speech_rows = targets.kind == types.KIND_SPEECH
-    if self.objectives.speech_losses_on_paired:
-      speech_rows = speech_rows | (targets.kind == types.KIND_PAIRED)
+    loss, metrics = compose.pretraining_loss(loss_inputs, targets, weights, self.objectives,
+                                             normalisers)
+    # Counts of the whole batch (the same in every microbatch, so their mean is right too).
+    for term, name in (("text_mlm", "text_mlm"), ("contrastive", "contrastive"),
+                       ("diversity", "diversity"), ("speech_mlm", "speech_mlm"),
+                       ("tlm", "tlm_text"), ("tlm", "tlm_speech"), ("stm", "stm")):
+      key = f"{term}/count" if term != "tlm" else f"tlm/{name[4:]}_count"
+      metrics[key] = global_counts[name][0]
+    bearing = compose.bearing_rows(targets, weights)
+    for kind, name in types.KIND_NAMES.items():
+      of_kind = targets.kind == kind
+      metrics[f"examples/{name}"] = jnp.sum(of_kind).astype(jnp.float32) / scale
+      metrics[f"rows/{name}"] = jnp.sum(of_kind & bearing).astype(jnp.float32) / local_rows
+    metrics["rows/idle"] = jnp.sum(~bearing).astype(jnp.float32) / local_rows
     metrics["codebook/code_perplexity"] = quantizer_lib.code_perplexity(
-        out.quantizer.ids, out.encoder.speech_valid & speech_rows[:, None],
+        out.quantizer.ids, out.encoder.speech_valid & targets.speech_rows[:, None],
         self.quantizer_config.num_entries)
     metrics["gumbel_temperature"] = out.quantizer.temperature
-    return loss, metrics
+    return loss, metrics, {"outputs": out, "stm_logits": stm_logits, "prepared": batch}
 
   def eval_fn(self, params, batch: Batch, step=0) -> Tuple[jnp.ndarray, Metrics]:
     """`loss_fn` without dropout or Gumbel noise, with masks from a fixed key."""
@@ -291,7 +427,8 @@ def make_model(encoder_config: Optional[encoder_lib.EncoderConfig] = None,
                objectives: compose.ObjectiveConfig = compose.ObjectiveConfig(),
                loss_weights: compose.LossWeightSchedule = compose.LossWeightSchedule(),
                mask_token_id: Optional[int] = None,
-               tie_text_embedding: bool = True) -> SlamModel:
+               tie_text_embedding: bool = True,
+               vocabulary_task: Optional[str] = None) -> SlamModel:
   """Gin entry point: builds a `SlamModel` (bind `train.model = @make_model()`).
 
   Args:
@@ -303,12 +440,19 @@ def make_model(encoder_config: Optional[encoder_lib.EncoderConfig] = None,
     loss_weights: staged per-objective weights.
     mask_token_id: None = vocab_size - 1.
     tie_text_embedding: tie the text MLM head to the token embedding.
+    vocabulary_task: a registered seqio task or mixture (e.g. %MIXTURE_OR_TASK_NAME) whose text
+      vocabulary is checked at start-up (`SlamModel.check_vocabulary`); None = no check.
   """
   if encoder_config is None:
     encoder_config = encoder_lib.make_encoder_config()
-  return SlamModel(
+  model = SlamModel(
       encoder_config, quantizer,
       MaskingConfig(speech=speech_masking, text=text_masking,
                     paired_speech=paired_speech_masking, paired_text=paired_text_masking),
       objectives, loss_weights, mask_token_id=mask_token_id,
       tie_text_embedding=tie_text_embedding)
+  if vocabulary_task:
+    import seqio  # pylint: disable=g-import-not-at-top
+    task = seqio.get_mixture_or_task(vocabulary_task)
+    model.check_vocabulary(task.output_features[types.TASK_TEXT].vocabulary)
+  return model

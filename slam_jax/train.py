@@ -136,6 +136,10 @@ class ProgressLogger:
     for key in sorted(s):
       if key.endswith("/accuracy"):
         parts.append(f"{key.split('/')[0]}_acc {s[key]:.3f}")
+    if "rows/idle" in s:  # each kind's share of the rows that bear a loss (SlamModel.loss_fn)
+      shares = "/".join(f"{100 * s.get(f'rows/{k}', 0.0):.0f}"
+                        for k in ("text", "speech", "paired", "idle"))
+      parts.append(f"rows text/speech/paired/idle {shares}%")
     if "perf/steps_per_sec" in s:
       parts.append(f"{s['perf/steps_per_sec']:.2f} steps/s")
       parts.append(f"{s['perf/examples_per_sec']:.1f} ex/s")

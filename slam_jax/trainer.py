@@ -146,7 +146,8 @@ def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
 
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int,
                     num_microbatches: int = 1,
-                    schedule: Optional[optax.Schedule] = None) -> Callable[[TrainState, Batch],
+                    schedule: Optional[optax.Schedule] = None,
+                    prepare_fn: Optional[Callable[..., Batch]] = None) -> Callable[[TrainState, Batch],
                                                                           Tuple[TrainState, Metrics]]:
   """Builds the pure train step.
 
@@ -157,6 +158,9 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
     num_microbatches: gradient accumulation: the batch is split on its leading dim and gradients
       are averaged over a `lax.scan`, so peak activation memory is that of one microbatch.
     schedule: learning-rate schedule, only for logging.
+    prepare_fn: optional `(batch, rng, step) -> batch` run on the whole batch before it is split
+      into microbatches (the model draws its masks and counts there, so that the microbatches'
+      mean loss is the full-batch loss: `SlamModel.prepare_batch`).
 
   A step whose loss or gradient norm is not finite leaves params and optimizer state untouched and
   increments `bad_steps` (reset by the next good step) and `skipped_steps`.
@@ -178,6 +182,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
       loss, metrics, grads = grads_of(state.params, batch, rng, state.step)
     else:
       n = num_microbatches
+      if prepare_fn is not None:
+        batch = prepare_fn(batch, rng, state.step)
       micro = _split_microbatches(batch, n)
       micro_rng = lambda index: jax.random.fold_in(rng, index)
       # The first microbatch starts the sum and the rest are added in a scan: no pass that adds
@@ -279,7 +285,8 @@ class PartitionedTrainer:
     def loss_fn(params, batch, rng, step):
       return model.loss_fn(params, batch, rng, step=step)
 
-    step_fn = make_train_step(loss_fn, tx, seed, num_microbatches, schedule)
+    step_fn = make_train_step(loss_fn, tx, seed, num_microbatches, schedule,
+                              prepare_fn=getattr(model, "prepare_batch", None))
     self._step = jax.jit(step_fn, in_shardings=(self.state_shardings, self.batch_sharding),
                          out_shardings=(self.state_shardings, None), donate_argnums=(0,))
     self._compiled = None

@@ -15,6 +15,19 @@ def _lengths_to_valid(lengths, frames):
   return jnp.arange(frames)[None, :] < jnp.asarray(lengths)[:, None]
 
 
+def test_speech_mask_starts_at_least_two_spans():
+  """wav2vec 2.0 (fairseq mask_min_masks=2): with M = 1 the mask is the set of starts, so a tiny
+  start probability leaves exactly min(2, real frames) masked frames."""
+  cfg = masking.SpeechMaskConfig(start_prob=1e-7, span_length=1)
+  valid = _lengths_to_valid([0, 1, 2, 3, 40, 200], 200)
+  for seed in range(10):
+    mask = np.asarray(masking.speech_span_mask(jax.random.key(seed), valid, cfg))
+    np.testing.assert_array_equal(mask.sum(1), [0, 1, 2, 2, 2, 2])
+  cfg3 = masking.SpeechMaskConfig(start_prob=1e-7, span_length=1, min_spans=3)
+  mask = np.asarray(masking.speech_span_mask(jax.random.key(0), valid, cfg3))
+  np.testing.assert_array_equal(mask.sum(1), [0, 1, 2, 3, 3, 3])
+
+
 def test_speech_mask_never_masks_padding_and_always_has_a_span():
   cfg = masking.SpeechMaskConfig(start_prob=0.01, span_length=10)  # low p: forcing matters
   valid = _lengths_to_valid([0, 1, 3, 40, 200], 200)
@@ -112,6 +125,76 @@ def test_text_mask_budget_exact_and_spans_geometric():
   runs = np.array(runs)
   assert runs.max() <= 10
   assert 3.0 < runs.mean() < 4.0, runs.mean()
+
+
+def test_text_span_lengths_follow_the_truncated_geometric():
+  """Chi-square of the span lengths against Geo(0.2) restricted to 1..10 (SpanBERT). Spans never
+  touch, so each run of masked tokens is one span; the last span of a row (cut to meet the
+  budget) is left out."""
+  cfg = masking.TextMaskConfig()
+  tokens = jnp.full((64, 1000), 5, jnp.int32)
+  maskable = jnp.ones_like(tokens, bool)
+  out = masking.text_span_mask(jax.random.key(2), tokens, maskable, cfg, vocab_size=VOCAB,
+                               mask_id=MASK_ID)
+  lengths = []
+  for row in np.asarray(out.mask):
+    d = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+    runs = np.flatnonzero(d == -1) - np.flatnonzero(d == 1)
+    lengths += list(runs[:-1])
+  lengths = np.array(lengths)
+  k = np.arange(1, 11)
+  p = 0.2 * 0.8 ** (k - 1)
+  p /= p.sum()
+  observed = np.bincount(lengths, minlength=11)[1:]
+  expected = p * len(lengths)
+  chi2 = np.sum((observed - expected) ** 2 / expected)
+  assert len(lengths) > 1500
+  assert chi2 < 27.9, (chi2, observed, expected.round())  # 9 dof, p = 0.001
+  # An untruncated geometric or a fixed length fails it by far.
+  assert np.sum((observed - len(lengths) / 10) ** 2 / (len(lengths) / 10)) > 100
+
+
+def test_one_80_10_10_action_per_span_and_random_ids_are_real_pieces():
+  """Every token of a span gets the same action; random tokens come from `random_ids` only
+  (never PAD/EOS/UNK, the mask id or unused extra ids)."""
+  cfg = masking.TextMaskConfig()
+  tokens = jnp.full((64, 400), 90, jnp.int32)  # 90 lies outside random_ids: never drawn
+  maskable = jnp.ones_like(tokens, bool)
+  out = masking.text_span_mask(jax.random.key(4), tokens, maskable, cfg, vocab_size=VOCAB,
+                               mask_id=MASK_ID, random_ids=(3, 80))
+  inputs, mask = np.asarray(out.inputs), np.asarray(out.mask)
+  action = np.where(inputs == MASK_ID, 0, np.where(inputs == 90, 2, 1))  # mask / random / keep
+  counts = np.zeros(3)
+  for row_in, row_mask, row_action in zip(inputs, mask, action):
+    d = np.diff(np.concatenate([[0], row_mask.astype(int), [0]]))
+    for start, end in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):
+      assert len(set(row_action[start:end])) == 1, row_action[start:end]
+      counts[row_action[start]] += 1
+      if row_action[start] == 1:
+        assert np.all((row_in[start:end] >= 3) & (row_in[start:end] < 80))
+  frac = counts / counts.sum()
+  assert abs(frac[0] - 0.8) < 0.04 and abs(frac[1] - 0.1) < 0.03, frac
+  assert not np.any(inputs[~mask] != 90)
+  with pytest.raises(ValueError, match="random_ids"):
+    masking.text_span_mask(jax.random.key(0), tokens, maskable, cfg, vocab_size=VOCAB,
+                           mask_id=MASK_ID, random_ids=(3, 3))
+
+
+class _Vocab:
+  """A seqio-like vocabulary: 10 pieces (ids 0-9), then 2 extra ids."""
+
+  vocab_size, extra_ids = 12, 2
+
+  def decode(self, ids):
+    return f"piece{ids[0]}"
+
+
+def test_check_mask_id_against_the_vocabulary():
+  assert masking.check_mask_id(_Vocab(), mask_id=10, vocab_size=12) == 10
+  with pytest.raises(ValueError, match="real SentencePiece piece 'piece9'"):
+    masking.check_mask_id(_Vocab(), mask_id=9, vocab_size=12)
+  with pytest.raises(ValueError, match="embedding rows"):
+    masking.check_mask_id(_Vocab(), mask_id=10, vocab_size=11)
 
 
 def test_text_mask_80_10_10_and_determinism():

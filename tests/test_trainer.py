@@ -45,8 +45,32 @@ def _batch(seed=0, n=8, nan=False):
   return {"x": x, "y": rng.standard_normal((n, 3)).astype(np.float32)}
 
 
-def _trainer(num_microbatches=1, lr=0.1):
-  model = ToyModel()
+class WeightedToyModel(ToyModel):
+  """Rows carry weights (like a loss's kinds) unevenly spread over the microbatches; the model
+  normalises by the whole batch's weight, which its `prepare_batch` stores per row."""
+
+  def __init__(self):
+    super().__init__()
+    self.prepared_rows = []
+
+  def prepare_batch(self, batch, rng, step):
+    del rng, step
+    self.prepared_rows.append(batch["x"].shape[0])  # trace-time spy: the whole batch
+    n = batch["x"].shape[0]
+    return dict(batch, count=jnp.full((n,), jnp.sum(batch["w"])), rows=jnp.full((n,), float(n)))
+
+  def loss_fn(self, params, batch, dropout_rng, step=0):
+    del dropout_rng, step
+    err = jnp.sum(jnp.square(self.module.apply({"params": params}, batch["x"]) - batch["y"]), -1)
+    n = batch["x"].shape[0]
+    norm = (batch["count"][0] * n / batch["rows"][0] if "count" in batch
+            else jnp.sum(batch["w"]))
+    loss = jnp.sum(batch["w"] * err) / norm
+    return loss, {"toy/loss": loss}
+
+
+def _trainer(num_microbatches=1, lr=0.1, model=None):
+  model = model or ToyModel()
   mesh = partitioning_lib.make_mesh(partitioning_lib.MeshConfig())
   cfg = trainer_lib.OptimizerConfig(learning_rate=lr, warmup_steps=1, decay="constant",
                                     weight_decay=0.0, clip_norm=0.0)
@@ -128,6 +152,18 @@ def test_microbatches_match_full_batch(num_microbatches):
   for key in ("loss", "toy/loss", "grad_norm"):
     np.testing.assert_allclose(m_full[key], m_micro[key], rtol=1e-5, err_msg=key)
   np.testing.assert_allclose(s_full.params["w"], s_micro.params["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_model_prepare_batch_runs_on_the_whole_batch_before_the_split():
+  batch = dict(_batch(4), w=np.array([1, 1, 1, 1, 0, 0, 0, 1], np.float32))  # 4 rows vs 1
+  full = _trainer(num_microbatches=1, model=WeightedToyModel())
+  micro_model = WeightedToyModel()
+  micro = _trainer(num_microbatches=2, model=micro_model)
+  _, m_full = full.step(full.init_state(), batch)
+  _, m_micro = micro.step(micro.init_state(), batch)
+  assert micro_model.prepared_rows == [8]
+  for key in ("loss", "grad_norm"):
+    np.testing.assert_allclose(m_full[key], m_micro[key], rtol=1e-5, err_msg=key)
 
 
 def test_step_reports_health_metrics():

@@ -1,15 +1,21 @@
-"""Composition of SLAM's objectives: each loss sees only the rows of its kind, then a weighted sum.
+"""Composition of SLAM's objectives: each loss sees only its rows, then a weighted sum.
 
-  term         rows                                   what
-  text_mlm     KIND_TEXT                              SpanBERT masked tokens
-  contrastive  KIND_SPEECH (+ KIND_PAIRED if asked)   w2v-BERT InfoNCE at masked frames
-  diversity    same rows, all real frames             codebook diversity
-  speech_mlm   same rows as contrastive               w2v-BERT masked prediction of code ids
-  tlm          KIND_PAIRED with matching transcript   masked text + masked speech ids
-  stm          KIND_PAIRED                            matched vs rolled transcript
+  term         rows (`Targets.*_rows`)                        what
+  text_mlm     KIND_TEXT (+ idle paired rows' transcripts)    SpanBERT masked tokens
+  contrastive  KIND_SPEECH (+ idle paired rows' speech,        w2v-BERT InfoNCE at masked frames
+               + paired speech if speech_losses_on_paired)
+  diversity    same rows, all real frames                     codebook diversity
+  speech_mlm   same rows as contrastive                       w2v-BERT masked prediction of codes
+  tlm          KIND_PAIRED scored with their own transcript   masked text + masked speech codes
+  stm          KIND_PAIRED                                    matched vs another row's transcript
 
-A term with no rows of its kind in the batch is exactly 0 (and so is its gradient): every loss is a
-mean that divides by max(count, 1).
+"Idle" paired rows: while TLM and STM both weigh 0 (SLAM's stage 1), a paired row trains as a
+speech row plus a text row (`ObjectiveConfig.split_idle_pairs`; `SlamModel.prepare` keeps the two
+modalities from attending to each other), so a stage-1 batch wastes none of its rows.
+
+A term with no rows in the batch is exactly 0 (and so is its gradient). Each term is a sum over its
+positions divided by a normaliser: by default its own count; `SlamModel` passes the whole batch's
+count scaled to the microbatch, so that microbatch losses add up to the full-batch loss.
 
 Weights (SLAM, arXiv 2110.10329; secondary summary, the paper's text was not in the reference
 corpus): stage 1 trains the text span-masking and w2v-BERT objectives only (~500k steps); stage 2
@@ -19,7 +25,7 @@ relative to the others are not given in what we could check, so they default to 
 """
 
 import dataclasses
-from typing import Dict, Mapping, NamedTuple, Tuple
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 import gin
 import jax.numpy as jnp
@@ -84,13 +90,38 @@ class ObjectiveConfig:
   Attributes:
     contrastive_temperature: kappa of the InfoNCE softmax (wav2vec 2.0: 0.1).
     num_distractors: K distractors per masked frame (wav2vec 2.0: 100).
-    speech_losses_on_paired: also apply the w2v-BERT terms to the speech of paired rows (their
-      masked speech is always predicted by TLM).
+    speech_losses_on_paired: also apply the w2v-BERT terms to the speech of paired rows in stage 2
+      (their masked speech is always predicted by TLM).
+    mlm_target: the code the masked prediction predicts: 'sampled' (the Gumbel-sampled code the
+      contrastive positive is made of; fairseq2's w2v-BERT) or 'argmax' (the noise-free argmax).
+      They are the same in evaluation.
+    stm_pass: 'unmasked' (ALBEF's ITM: a second pass over the rows with clean speech and
+      transcripts, own or another row's) or 'masked' (STM read off the TLM pass, where the
+      negatives' masked transcripts are swapped in and left out of TLM).
+    stm_negatives: 'random' or 'hard' in-batch negatives (`losses.stm.sample_negatives`).
+    split_idle_pairs: while TLM and STM weigh 0, paired rows train as speech + text rows.
   """
 
   contrastive_temperature: float = 0.1
   num_distractors: int = 100
   speech_losses_on_paired: bool = False
+  mlm_target: str = "sampled"
+  stm_pass: str = "unmasked"
+  stm_negatives: str = "random"
+  split_idle_pairs: bool = True
+
+  def __post_init__(self):
+    for name, value, allowed in (("mlm_target", self.mlm_target, MLM_TARGETS),
+                                 ("stm_pass", self.stm_pass, STM_PASSES),
+                                 ("stm_negatives", self.stm_negatives, stm_lib.NEGATIVES)):
+      if value not in allowed:
+        raise ValueError(f"ObjectiveConfig.{name}={value!r}; choose one of {allowed}")
+
+
+MLM_TARGETS = ("sampled", "argmax")
+STM_PASSES = ("unmasked", "masked")
+# Normalisers: the number of positions each term averages over (speech ones in frames).
+COUNTS = ("text_mlm", "contrastive", "diversity", "speech_mlm", "tlm_text", "tlm_speech", "stm")
 
 
 class LossInputs(NamedTuple):
@@ -100,10 +131,10 @@ class LossInputs(NamedTuple):
     context: [B, T, Dq] projected contrastive-module outputs.
     quantized: [B, T, Dq] quantized vectors; quantized_ids int [B, T, G] their codes.
     code_probs: [B, T, G, V] noise-free quantizer probabilities.
-    target_ids: int [B, T, G] masked-prediction targets (noise-free argmax).
+    target_ids: int [B, T, G] masked-prediction targets (`ObjectiveConfig.mlm_target`).
     speech_logits: [B, T, G, V] speech MLM head on the shared stack.
     text_logits: [B, L, vocab] text MLM head on the shared stack.
-    stm_logits: [B] match logits.
+    stm_logits: [B] match logits (of the STM pass).
     speech_valid: bool [B, T] real frames.
   """
 
@@ -119,15 +150,19 @@ class LossInputs(NamedTuple):
 
 
 class Targets(NamedTuple):
-  """What the masking step decided.
+  """What the masking step decided (every field has the batch as its leading axis).
 
   Attributes:
     kind: int [B] example kinds (`types.KIND_*`).
-    text_targets: int [B, L] original tokens the encoder's text came from (after the STM swap).
+    text_targets: int [B, L] original tokens the main pass's text came from.
     text_mask: bool [B, L] masked text positions.
     speech_mask: bool [B, T] masked frames (subsampled rate).
     distractors: contrastive distractors, sampled among `speech_mask` frames.
-    stm_labels: [B] 1 where a paired row's transcript matches its speech.
+    stm_labels: [B] 1 where a paired row's STM transcript is its own.
+    text_rows: bool [B] rows whose masked text the text MLM scores.
+    speech_rows: bool [B] rows the w2v-BERT terms score.
+    tlm_rows: bool [B] rows TLM scores.
+    stm_rows: bool [B] rows STM scores.
   """
 
   kind: jnp.ndarray
@@ -136,6 +171,10 @@ class Targets(NamedTuple):
   speech_mask: jnp.ndarray
   distractors: contrastive_lib.Distractors
   stm_labels: jnp.ndarray
+  text_rows: jnp.ndarray
+  speech_rows: jnp.ndarray
+  tlm_rows: jnp.ndarray
+  stm_rows: jnp.ndarray
 
 
 def weighted_sum(terms: Mapping[str, Tuple[jnp.ndarray, Mapping[str, jnp.ndarray]]],
@@ -155,50 +194,77 @@ def weighted_sum(terms: Mapping[str, Tuple[jnp.ndarray, Mapping[str, jnp.ndarray
   return total, metrics
 
 
+def _scored(targets: Targets, speech_valid: jnp.ndarray):
+  """The positions each term scores: {name: bool array}."""
+  valid = speech_valid.astype(bool)
+  masked_frames = targets.speech_mask.astype(bool) & valid
+  text_mask = targets.text_mask.astype(bool)
+  w2v_frames = masked_frames & targets.speech_rows[:, None]
+  return {
+      "text_mlm": text_mask & targets.text_rows[:, None],
+      "contrastive": w2v_frames & jnp.any(targets.distractors.valid, axis=-1),
+      "diversity": valid & targets.speech_rows[:, None],
+      "speech_mlm": w2v_frames,
+      "tlm_text": text_mask & targets.tlm_rows[:, None],
+      "tlm_speech": masked_frames & targets.tlm_rows[:, None],
+      "stm": targets.stm_rows.astype(bool),
+  }
+
+
+def counts(targets: Targets, speech_valid: jnp.ndarray) -> Dict[str, jnp.ndarray]:
+  """{name in COUNTS: float32 number of positions the term averages over} for this batch."""
+  return {k: jnp.sum(v.astype(jnp.float32)) for k, v in _scored(targets, speech_valid).items()}
+
+
 def pretraining_loss(outputs: LossInputs, targets: Targets, weights: Mapping[str, jnp.ndarray],
-                     config: ObjectiveConfig = ObjectiveConfig()
+                     config: ObjectiveConfig = ObjectiveConfig(),
+                     normalisers: Optional[Mapping[str, jnp.ndarray]] = None
                      ) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
-  """All SLAM terms on one batch, each on the rows of its kind, weighted and summed.
+  """All SLAM terms on one batch, each on its rows, weighted and summed.
 
   Args:
     outputs: model outputs.
-    targets: masks and labels.
+    targets: masks, labels and which rows each term scores.
     weights: {term: weight} (e.g. `LossWeightSchedule.weights(step)`).
     config: objective constants.
+    normalisers: {name in COUNTS: divisor of that term's sums}; None = each term's own count.
 
   Returns:
     (total loss, scalar metrics: '<term>/{loss,accuracy,count,...}', '<term>/weight', 'loss',
-    'examples/{text,speech,paired}', 'codebook/perplexity').
+    'codebook/perplexity').
   """
   b, t = outputs.speech_valid.shape
   reduce.check_shape("targets.kind", targets.kind, (b,))
   reduce.check_shape("targets.speech_mask", targets.speech_mask, (b, t))
-  is_text = targets.kind == types.KIND_TEXT
-  is_speech = targets.kind == types.KIND_SPEECH
-  is_paired = targets.kind == types.KIND_PAIRED
-  matched = is_paired & (targets.stm_labels > 0)
-
-  speech_rows = is_speech | (is_paired if config.speech_losses_on_paired else False)
-  valid = outputs.speech_valid.astype(bool)
-  masked_frames = targets.speech_mask.astype(bool) & valid
-  w2v_frames = masked_frames & speech_rows[:, None]
-  text_mask = targets.text_mask.astype(bool)
-
+  for name in ("text_rows", "speech_rows", "tlm_rows", "stm_rows"):
+    reduce.check_shape(f"targets.{name}", getattr(targets, name), (b,))
+  norm = dict(normalisers or {})
+  scored = _scored(targets, outputs.speech_valid)
+  w2v_frames = scored["speech_mlm"]
   terms = {
       "text_mlm": mlm_lib.text_mlm_loss(outputs.text_logits, targets.text_targets,
-                                        text_mask & is_text[:, None]),
+                                        scored["text_mlm"], norm.get("text_mlm")),
       "contrastive": contrastive_lib.contrastive_loss(
           outputs.context, outputs.quantized, outputs.quantized_ids, w2v_frames,
-          targets.distractors, config.contrastive_temperature),
-      "diversity": diversity_lib.diversity_loss(outputs.code_probs, valid & speech_rows[:, None]),
-      "speech_mlm": mlm_lib.speech_mlm_loss(outputs.speech_logits, outputs.target_ids, w2v_frames),
-      "tlm": tlm_lib.tlm_loss(outputs.text_logits, targets.text_targets,
-                              text_mask & matched[:, None], outputs.speech_logits,
-                              outputs.target_ids, masked_frames & matched[:, None]),
-      "stm": stm_lib.stm_loss(outputs.stm_logits, targets.stm_labels, is_paired),
+          targets.distractors, config.contrastive_temperature, norm.get("contrastive")),
+      "diversity": diversity_lib.diversity_loss(outputs.code_probs, scored["diversity"],
+                                                norm.get("diversity")),
+      "speech_mlm": mlm_lib.speech_mlm_loss(outputs.speech_logits, outputs.target_ids,
+                                            w2v_frames, norm.get("speech_mlm")),
+      "tlm": tlm_lib.tlm_loss(outputs.text_logits, targets.text_targets, scored["tlm_text"],
+                              outputs.speech_logits, outputs.target_ids, scored["tlm_speech"],
+                              norm.get("tlm_text"), norm.get("tlm_speech")),
+      "stm": stm_lib.stm_loss(outputs.stm_logits, targets.stm_labels, scored["stm"],
+                              norm.get("stm")),
   }
   total, metrics = weighted_sum(terms, weights)
   metrics["codebook/perplexity"] = metrics["diversity/perplexity"]
-  for kind, name in types.KIND_NAMES.items():
-    metrics[f"examples/{name}"] = jnp.sum(targets.kind == kind).astype(jnp.float32)
   return total, metrics
+
+
+def bearing_rows(targets: Targets, weights: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+  """bool [B]: rows at least one term with a nonzero weight scores."""
+  on = {k: jnp.asarray(w) > 0 for k, w in weights.items()}
+  return ((targets.text_rows & on["text_mlm"])
+          | (targets.speech_rows & (on["contrastive"] | on["diversity"] | on["speech_mlm"]))
+          | (targets.tlm_rows & on["tlm"]) | (targets.stm_rows & on["stm"]))

@@ -70,7 +70,7 @@ def _normalise(x: jnp.ndarray) -> jnp.ndarray:
 
 def contrastive_loss(context: jnp.ndarray, quantized: jnp.ndarray, quantized_ids: jnp.ndarray,
                      mask: jnp.ndarray, distractors: Distractors,
-                     temperature: float = 0.1) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
+                     temperature: float = 0.1, normaliser=None) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
   """InfoNCE over masked frames.
 
   Args:
@@ -80,6 +80,7 @@ def contrastive_loss(context: jnp.ndarray, quantized: jnp.ndarray, quantized_ids
     mask: bool [B, T] frames to score (masked, real, in rows of the right kind).
     distractors: from `sample_distractors` (indices into the same row).
     temperature: kappa.
+    normaliser: frames the sums are divided by (default: the scored frames).
 
   Returns:
     (mean loss over scored frames, metrics {loss, accuracy, count}). A frame is scored when it is
@@ -110,6 +111,6 @@ def contrastive_loss(context: jnp.ndarray, quantized: jnp.ndarray, quantized_ids
   correct = (jnp.argmax(logits, axis=-1) == 0).astype(jnp.float32)
 
   scored = mask.astype(bool) & jnp.any(distractors.valid, axis=-1)
-  loss, count = reduce.weighted_mean(per_frame, scored)
-  accuracy, _ = reduce.weighted_mean(correct, scored)
+  loss, count = reduce.weighted_mean(per_frame, scored, normaliser)
+  accuracy, _ = reduce.weighted_mean(correct, scored, normaliser)
   return loss, {"loss": loss, "accuracy": accuracy, "count": count}

@@ -15,13 +15,19 @@ from slam_jax.losses import reduce
 from slam_jax.models import quantizer as quantizer_lib
 
 
-def diversity_loss(probs: jnp.ndarray,
-                   weights: jnp.ndarray) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
+def diversity_loss(probs: jnp.ndarray, weights: jnp.ndarray,
+                   normaliser=None) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
   """Diversity loss over the frames with nonzero weight.
+
+  The loss is a nonlinear function of the averaged probabilities, so it cannot be split into
+  per-frame sums: under microbatching each microbatch scores its own average, weighted by its
+  share of the batch's frames (`normaliser`; what fairseq does with gradient accumulation).
 
   Args:
     probs: [B, T, G, V] noise-free quantizer probabilities.
     weights: [B, T] frames that count (real frames of rows of the right kind).
+    normaliser: frames of the whole batch scaled to this microbatch; the loss is multiplied by
+      count / normaliser (default: by 1).
 
   Returns:
     (loss, metrics {loss, perplexity, count}); loss and perplexity are 0 when no frame counts.
@@ -33,4 +39,7 @@ def diversity_loss(probs: jnp.ndarray,
   present = (count > 0).astype(jnp.float32)
   perplexity = quantizer_lib.codebook_perplexity(probs, weights) * present
   loss = (g * v - perplexity) / (g * v) * present
+  if normaliser is not None:
+    norm = jnp.asarray(normaliser, jnp.float32)
+    loss = loss * count / jnp.where(norm > 0, norm, 1.0)
   return loss, {"loss": loss, "perplexity": perplexity, "count": count}

@@ -61,7 +61,8 @@ class SlamPretrainer(nn.Module):
   def __call__(self, speech_features: jnp.ndarray, speech_mask: jnp.ndarray,
                text_tokens: jnp.ndarray, text_segment_ids: jnp.ndarray,
                text_positions: jnp.ndarray, *, speech_span_mask: Optional[jnp.ndarray] = None,
-               step=0, deterministic: bool = True) -> PretrainerOutputs:
+               step=0, deterministic: bool = True,
+               gumbel_keys: Optional[jnp.ndarray] = None) -> PretrainerOutputs:
     """Runs the encoder and every head on a batch (arguments as `SlamEncoder.__call__`).
 
     Args:
@@ -69,12 +70,15 @@ class SlamPretrainer(nn.Module):
         (text already masked by the caller).
       speech_span_mask: bool [B, T'] frames replaced by the mask embedding before the speech stack.
       step: training step, for the Gumbel temperature.
-      deterministic: no dropout, no Gumbel noise. Training needs rngs 'dropout' and 'gumbel'.
+      deterministic: no dropout, no Gumbel noise. Training needs rngs 'dropout' and 'gumbel'
+        (or `gumbel_keys`).
+      gumbel_keys: optional uint32 [B, key] per-row Gumbel keys (see `GumbelQuantizer`).
     """
     enc = self.encoder(speech_features, speech_mask, text_tokens, text_segment_ids,
                        text_positions, speech_span_mask=speech_span_mask,
                        deterministic=deterministic)
-    quant = self.quantizer(enc.features, enc.speech_valid, step=step, deterministic=deterministic)
+    quant = self.quantizer(enc.features, enc.speech_valid, step=step, deterministic=deterministic,
+                           noise_keys=gumbel_keys)
     attend = self.encoder.attend_text if self.tie_text_embedding else None
     return PretrainerOutputs(
         encoder=enc,
@@ -84,6 +88,13 @@ class SlamPretrainer(nn.Module):
         text_logits=self.text_mlm_head(enc.shared_text, attend),
         stm_logits=self.stm_head(enc.shared_speech, enc.speech_valid, enc.shared_text,
                                  enc.text_valid))
+
+  def match_logits(self, speech_features, speech_mask, text_tokens, text_segment_ids,
+                   text_positions, deterministic: bool = True) -> jnp.ndarray:
+    """float32 [B] STM logits of an unmasked pass (ALBEF's image-text matching pass)."""
+    enc = self.encoder(speech_features, speech_mask, text_tokens, text_segment_ids,
+                       text_positions, deterministic=deterministic)
+    return self.stm_head(enc.shared_speech, enc.speech_valid, enc.shared_text, enc.text_valid)
 
   def encode(self, speech_features, speech_mask, text_tokens, text_segment_ids, text_positions,
              deterministic: bool = True) -> encoder_lib.EncoderOutputs:

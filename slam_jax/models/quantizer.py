@@ -7,14 +7,22 @@ hard one-hot, the backward pass the gradient of the soft sample, so gradients re
 encoder. The Gumbel temperature decays with the step: tau(step) = max(start * decay^step, end).
 
 Outputs: quantized vectors [B, T, code_dim] (the contrastive targets) with the codes they are made
-of; code ids [B, T, G] for masked prediction (the argmax of the noise-free logits, so the targets do
-not depend on the Gumbel draw); the noise-free softmax probabilities [B, T, G, V] (for the diversity
-loss); the codebook-usage perplexity over the frames selected by `weights`.
+of (`quantized_ids`: the Gumbel-sampled codes in training); code ids [B, T, G] of the noise-free
+argmax (`ids`); the noise-free softmax probabilities [B, T, G, V] (for the diversity loss); the
+codebook-usage perplexity over the frames selected by `weights`. Which ids the masked prediction
+predicts is the model's choice (`ObjectiveConfig.mlm_target`): fairseq2's w2v-BERT predicts the
+sampled code (`quantized_ids`), the one the contrastive positive is made of.
+
+Logits, softmax, Gumbel noise and argmax always run in float32, whatever the compute dtype of the
+projection (bf16 logits of 1024 entries tie and round often enough to change the pick).
+
+w2v-BERT (fairseq2's w2v-BERT 600m config): ONE codebook of 1024 entries (quantized dim 1024),
+temperature (2, 0.1, 0.999995). wav2vec 2.0's 2 x 320 product quantizer is the other layout.
 """
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import flax.linen as nn
 import gin
@@ -30,16 +38,16 @@ class QuantizerConfig:
   """Codebooks and temperature schedule.
 
   Attributes:
-    num_groups: G codebooks (wav2vec 2.0: 2).
-    num_entries: V entries per codebook (wav2vec 2.0: 320).
+    num_groups: G codebooks (w2v-BERT: 1; wav2vec 2.0: 2).
+    num_entries: V entries per codebook (w2v-BERT: 1024; wav2vec 2.0: 320).
     code_dim: dimension of a quantized vector (concatenation of G entries of code_dim / G).
     temperature_start: Gumbel temperature at step 0 (wav2vec 2.0: 2).
     temperature_end: floor of the temperature (wav2vec 2.0 BASE: 0.5, LARGE: 0.1).
     temperature_decay: per-step multiplicative decay (wav2vec 2.0: 0.999995).
   """
 
-  num_groups: int = 2
-  num_entries: int = 320
+  num_groups: int = 1
+  num_entries: int = 1024
   code_dim: int = 256
   temperature_start: float = 2.0
   temperature_end: float = 0.5
@@ -73,7 +81,7 @@ class QuantizerOutputs(NamedTuple):
     quantized: float32 [B, T, code_dim].
     quantized_ids: int32 [B, T, G] the entries `quantized` is made of (Gumbel-sampled in training,
       equal to `ids` when deterministic).
-    ids: int32 [B, T, G] code ids for masked prediction (argmax of the noise-free logits).
+    ids: int32 [B, T, G] argmax of the noise-free logits.
     probs: float32 [B, T, G, V] noise-free softmax probabilities.
     perplexity: scalar, sum over groups of exp(entropy of the probs averaged over `weights`).
     temperature: scalar Gumbel temperature used.
@@ -112,7 +120,7 @@ class GumbelQuantizer(nn.Module):
 
   Attributes:
     config: codebooks and temperature schedule.
-    dtype: compute dtype of the logits projection (codebook lookups run in fp32).
+    dtype: the model's compute dtype (unused: logits and codebook lookups always run in fp32).
   """
 
   config: QuantizerConfig
@@ -120,7 +128,8 @@ class GumbelQuantizer(nn.Module):
 
   @nn.compact
   def __call__(self, features: jnp.ndarray, weights: jnp.ndarray, step=0,
-               deterministic: bool = True) -> QuantizerOutputs:
+               deterministic: bool = True,
+               noise_keys: Optional[jnp.ndarray] = None) -> QuantizerOutputs:
     """Quantizes frames.
 
     Args:
@@ -128,6 +137,8 @@ class GumbelQuantizer(nn.Module):
       weights: [B, T] frames that count towards the perplexity (real frames).
       step: training step (int or traced scalar) for the temperature schedule.
       deterministic: if True, no Gumbel noise (hard argmax); else draws from rng stream 'gumbel'.
+      noise_keys: optional uint32 [B, key] raw PRNG key data, one per row: row b's Gumbel noise
+        comes from its own key, so a row draws the same noise whichever microbatch it lands in.
 
     Returns:
       `QuantizerOutputs`.
@@ -137,8 +148,10 @@ class GumbelQuantizer(nn.Module):
       raise ValueError(f"features must be [B, T, D] and weights [B, T]; got {features.shape} and "
                        f"{weights.shape}")
     g, v = cfg.num_groups, cfg.num_entries
-    logits = layers_lib.dense((g, v), ("embed", "codebook", None), dtype=self.dtype,
-                              name="logits")(features).astype(jnp.float32)  # [B, T, G, V]
+    # The projection in fp32 (its matmul is small next to the encoder's): logits, their softmax,
+    # the Gumbel perturbation and the argmax must not see bf16 rounding.
+    logits = layers_lib.dense((g, v), ("embed", "codebook", None), dtype=jnp.float32,
+                              name="logits")(features.astype(jnp.float32))  # [B, T, G, V]
     codebook = self.param(
         "codebook", layers_lib.partitioned(nn.initializers.normal(stddev=1.0),
                                            ("codebook", None, None)),
@@ -151,7 +164,11 @@ class GumbelQuantizer(nn.Module):
       picked = ids
       onehot = jax.nn.one_hot(ids, v, dtype=jnp.float32)
     else:
-      noise = jax.random.gumbel(self.make_rng("gumbel"), logits.shape, jnp.float32)
+      if noise_keys is None:
+        noise = jax.random.gumbel(self.make_rng("gumbel"), logits.shape, jnp.float32)
+      else:
+        noise = jax.vmap(lambda k: jax.random.gumbel(jax.random.wrap_key_data(k),
+                                                     logits.shape[1:], jnp.float32))(noise_keys)
       soft = jax.nn.softmax((logits + noise) / tau, axis=-1)
       picked = jnp.argmax(soft, axis=-1).astype(jnp.int32)
       hard = jax.nn.one_hot(picked, v, dtype=jnp.float32)

@@ -28,11 +28,14 @@ def _make(kinds, seed=0):
       target_ids=jnp.asarray(rng.integers(0, v, (b, t, g)), jnp.int32),
       speech_logits=f(b, t, g, v), text_logits=f(b, l, vocab), stm_logits=f(b),
       speech_valid=jnp.asarray(valid))
+  labels = np.where(kind == P, np.arange(b) % 2, 1)
   targets = compose.Targets(
       kind=jnp.asarray(kind), text_targets=jnp.asarray(rng.integers(2, vocab, (b, l)), jnp.int32),
       text_mask=jnp.asarray(text_mask), speech_mask=jnp.asarray(speech_mask),
       distractors=contrastive.sample_distractors(jax.random.key(seed), jnp.asarray(speech_mask), 3),
-      stm_labels=jnp.asarray(np.where(kind == P, np.arange(b) % 2, 1), jnp.float32))
+      stm_labels=jnp.asarray(labels, jnp.float32), text_rows=jnp.asarray(kind == T),
+      speech_rows=jnp.asarray(kind == S), tlm_rows=jnp.asarray((kind == P) & (labels == 1)),
+      stm_rows=jnp.asarray(kind == P))
   return outputs, targets
 
 
@@ -62,7 +65,6 @@ def test_removing_a_kind_removes_exactly_its_terms():
   for k in ("text_mlm", "contrastive", "diversity", "speech_mlm"):
     np.testing.assert_allclose(terms[k], full_terms[k], rtol=1e-6)
   np.testing.assert_allclose(loss, full_loss - full_terms["tlm"] - full_terms["stm"], rtol=1e-5)
-  assert float(m["examples/paired"]) == 0 and float(m["examples/text"]) == 2
 
   no_text = [i for i, k in enumerate(KINDS) if k != T]
   _, m = _loss(_rows(outputs, no_text), _rows(targets, no_text), WEIGHTS)
@@ -117,3 +119,25 @@ def test_schedule_switches_stage_at_step():
   assert float(w0["tlm"]) == float(w0["stm"]) == 0.0 and float(w0["text_mlm"]) == 1.0
   assert float(w1["tlm"]) == float(w1["stm"]) == 1.0
   np.testing.assert_allclose(float(w1["diversity"]), 0.1, rtol=1e-6)
+
+
+def test_normalisers_split_a_batch_into_parts_that_add_up():
+  """Dividing each part's sums by the whole batch's counts (scaled by the part's share of rows)
+  makes the mean of the parts' losses the full-batch loss, however unevenly the kinds fall."""
+  kinds = [T, T, T, S, P, P, S, P, T]  # 3 parts of 3 rows: all text / mixed / mixed
+  outputs, targets = _make(kinds, seed=4)
+  weights = dict(WEIGHTS, diversity=jnp.float32(0.0))  # nonlinear in the batch: not additive
+  full, full_m = _loss(outputs, targets, weights)
+  counts = compose.counts(targets, outputs.speech_valid)
+  parts = []
+  for rows in ([0, 1, 2], [3, 4, 5], [6, 7, 8]):
+    norm = {k: v * len(rows) / len(kinds) for k, v in counts.items()}
+    parts.append(_loss(_rows(outputs, rows), _rows(targets, rows), weights, normalisers=norm))
+  np.testing.assert_allclose(np.mean([float(p[0]) for p in parts]), float(full), rtol=1e-5)
+  for term in ("text_mlm", "contrastive", "speech_mlm", "tlm", "stm"):
+    np.testing.assert_allclose(np.mean([float(p[1][f"{term}/loss"]) for p in parts]),
+                               float(full_m[f"{term}/loss"]), rtol=1e-5, atol=1e-7)
+  # Their own means instead (what microbatches did before): the all-text part weighs text_mlm 3x.
+  own = np.mean([float(_loss(_rows(outputs, r), _rows(targets, r), weights)[0])
+                 for r in ([0, 1, 2], [3, 4, 5], [6, 7, 8])])
+  assert abs(own - float(full)) > 1e-3

@@ -36,8 +36,61 @@ def test_shapes_and_hard_codes():
   assert 2.0 <= float(out.perplexity) <= 8.0
 
 
+def _logits(variables, features):
+  p = nn.unbox(variables["params"]["logits"])
+  return np.einsum("btd,dgv->btgv", np.asarray(features, np.float64),
+                   np.asarray(p["kernel"], np.float64)) + np.asarray(p["bias"], np.float64)
+
+
+def test_probs_are_the_softmax_of_the_logits_and_ids_their_argmax():
+  q, variables, features, weights = _setup()
+  out = q.apply(variables, features, weights)
+  logits = _logits(variables, features)
+  ref = np.exp(logits - logits.max(-1, keepdims=True))
+  ref /= ref.sum(-1, keepdims=True)
+  np.testing.assert_allclose(out.probs, ref, rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(out.ids, logits.argmax(-1))
+
+
+def test_straight_through_forward_is_the_hard_codebook_lookup():
+  q, variables, features, weights = _setup(frames=5)
+  codebook = np.asarray(nn.unbox(variables["params"]["codebook"]))
+  for seed in range(3):
+    out = q.apply(variables, features, weights, step=0, deterministic=False,
+                  rngs={"gumbel": jax.random.key(seed)})
+    picked = np.asarray(out.quantized_ids)
+    expected = np.concatenate([codebook[g][picked[..., g]] for g in range(2)], axis=-1)
+    np.testing.assert_allclose(out.quantized, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_logits_and_picks_in_fp32_under_bf16():
+  q, variables, features, weights = _setup()
+  q16 = quantizer_lib.GumbelQuantizer(CFG, jnp.bfloat16)
+  a = q.apply(variables, features, weights, deterministic=False, rngs={"gumbel": jax.random.key(4)})
+  b = q16.apply(variables, features, weights, deterministic=False,
+                rngs={"gumbel": jax.random.key(4)})
+  np.testing.assert_array_equal(a.probs, b.probs)
+  np.testing.assert_array_equal(a.quantized_ids, b.quantized_ids)
+  assert b.probs.dtype == jnp.float32 and b.quantized.dtype == jnp.float32
+
+
+def test_per_row_gumbel_keys_do_not_depend_on_the_batch_around_a_row():
+  q, variables, features, weights = _setup()
+  keys = jax.random.key_data(jax.random.split(jax.random.key(7), 2))
+  run = lambda rows: q.apply(variables, features[rows], weights[rows], deterministic=False,
+                             noise_keys=keys[rows])
+  both, second = run(np.array([0, 1])), run(np.array([1]))
+  np.testing.assert_array_equal(both.quantized_ids[1:], second.quantized_ids)
+  np.testing.assert_array_equal(both.quantized[1:], second.quantized)
+
+
+def test_w2v_bert_default_layout():
+  cfg = quantizer_lib.QuantizerConfig()
+  assert (cfg.num_groups, cfg.num_entries, cfg.num_codes) == (1, 1024, 1024)
+
+
 def test_temperature_schedule():
-  cfg = quantizer_lib.QuantizerConfig()  # wav2vec 2.0: (2, 0.5, 0.999995)
+  cfg = quantizer_lib.QuantizerConfig(temperature_end=0.5)  # wav2vec 2.0 BASE: (2, 0.5, 0.999995)
   np.testing.assert_allclose(cfg.temperature(0), 2.0)
   np.testing.assert_allclose(cfg.temperature(100_000), 2.0 * 0.999995 ** 100_000, rtol=1e-5)
   np.testing.assert_allclose(cfg.temperature(10_000_000), 0.5)
