@@ -132,8 +132,8 @@ class Seq2SeqModel:
   def init(self, rng: jax.Array, batch: Batch) -> Dict[str, Any]:
     """Unboxed params {'encoder': ..., 'head': ...} for a batch's shapes."""
     shapes = {k: tuple(batch[k].shape) for k in MODEL_FEATURES}
-    variables = self.get_initial_variables(rng, shapes)
-    return nn.meta.unbox(variables["params"])
+    init = jax.jit(lambda key: nn.meta.unbox(self.get_initial_variables(key, shapes)["params"]))
+    return init(rng)
 
   @staticmethod
   def _args(batch: Batch):

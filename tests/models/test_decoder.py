@@ -26,9 +26,10 @@ def test_decode_step_matches_teacher_forcing():
   full = module.apply({"params": params}, inputs, memory, valid)
   cache = module.apply({"params": params}, memory, valid, targets.shape[1],
                        method=decoder_lib.TransformerDecoder.init_cache)
+  step = jax.jit(lambda tokens, i, cache: module.apply(
+      {"params": params}, tokens, i, cache, method=decoder_lib.TransformerDecoder.decode_step))
   for i in range(targets.shape[1]):
-    logits, cache = module.apply({"params": params}, inputs[:, i], jnp.int32(i), cache,
-                                 method=decoder_lib.TransformerDecoder.decode_step)
+    logits, cache = step(inputs[:, i], jnp.int32(i), cache)
     np.testing.assert_allclose(np.asarray(logits), np.asarray(full[:, i]), atol=1e-5)
 
 
