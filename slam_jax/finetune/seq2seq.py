@@ -11,14 +11,17 @@ interface (`init`, `loss_fn`, `predict`, `postprocess`, `encoder_param_key`) and
 (`get_initial_variables`, `input_shapes_and_types`), so `slam_jax.trainer.PartitionedTrainer`
 runs it too.
 
-Model batch (Seq2SeqFeatureConverter): speech_features, speech_mask, target_tokens [B, L] (target
-SentencePiece ids ending in EOS, 0-padded). `predict` decodes with `slam_jax.decoding`
-(greedy or beam, max length relative to the row's encoder length); `postprocess` detokenizes.
+Model batch: the SLAM model batch (slam_jax/types.py) of PAIRED rows whose text slot holds the
+*target* (the translation, or the transcript for ASR) in the task's target vocabulary:
+speech_features, speech_mask, text_tokens [B, L] (target ids ending in EOS, 0-padded), plus an
+optional `valid` [B] (0 = an evaluation padding row). So the fine-tuning loop's data path
+(slam_jax/finetune/data.py) serves seq2seq tasks unchanged; TASK_FEATURE_LENGTHS["text"] is the
+target length and the decoding buffer. `predict` decodes with `slam_jax.decoding` (greedy or
+beam, max length relative to the row's encoder length); `postprocess` detokenizes.
 """
 
 import dataclasses
 import functools
-import importlib
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import flax.linen as nn
@@ -33,21 +36,11 @@ from slam_jax.losses import cross_entropy
 from slam_jax.models import decoder as decoder_lib
 from slam_jax.models import encoder as encoder_lib
 
-TARGET_TOKENS = "target_tokens"  # int32 [B, L] target ids ending in EOS, 0 = padding.
-TASK_TARGETS = "targets"  # The seqio task feature the converter reads.
+TARGET_TOKENS = types.TEXT_TOKENS  # int32 [B, L] target ids ending in EOS, 0 = padding.
 MODEL_FEATURES = (types.SPEECH_FEATURES, types.SPEECH_MASK, TARGET_TOKENS)
+VALID = "valid"  # optional [B]: 0 marks the evaluator's padding rows.
 
 Batch = Mapping[str, jnp.ndarray]
-
-
-class _LazyClass:
-  """Class attribute resolved on first access (keeps this module importable without TF)."""
-
-  def __init__(self, module: str, name: str):
-    self._module, self._name = module, name
-
-  def __get__(self, obj, objtype=None):
-    return getattr(importlib.import_module(self._module), self._name)
 
 
 class SpeechSeq2Seq(nn.Module):
@@ -89,11 +82,12 @@ class Seq2SeqModel:
     decoder_config: the decoder; its vocab_size is the target vocabulary's.
     decode_config: beam size, length penalty, max length relative to the input.
     label_smoothing: e of the training loss.
-    vocabulary: the target seqio vocabulary for `postprocess` (None: ids joined by spaces).
+    vocabulary: the target seqio vocabulary for `postprocess`, or a function returning it
+      (None: ids joined by spaces).
   """
 
-  FEATURE_CONVERTER_CLS = _LazyClass("slam_jax.data.seq2seq_converter", "Seq2SeqFeatureConverter")
   encoder_param_key = "encoder"
+  extra_features: Dict[str, Any] = {}
 
   def __init__(self, encoder_config: encoder_lib.EncoderConfig,
                decoder_config: decoder_lib.DecoderConfig,
@@ -109,17 +103,23 @@ class Seq2SeqModel:
   # ------------------------------------------------------------------------- initialisation
   def input_shapes_and_types(self, batch_size: int, feature_lengths: Mapping[str, int]
                              ) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, Any]]:
-    """Model-batch shapes/dtypes for {"speech": frames, "targets": tokens}."""
-    missing = {"speech", "targets"} - set(feature_lengths)
+    """Model-batch shapes/dtypes for {"speech": frames, "text": target tokens}."""
+    missing = {"speech", "text"} - set(feature_lengths)
     if missing:
-      raise ValueError(f"feature_lengths needs keys 'speech' and 'targets' for a seq2seq task; "
-                       f"missing {sorted(missing)} (TASK_FEATURE_LENGTHS)")
-    frames, length = int(feature_lengths["speech"]), int(feature_lengths["targets"])
+      raise ValueError(f"feature_lengths (TASK_FEATURE_LENGTHS) needs 'speech' (frames) and "
+                       f"'text' (target tokens); missing {sorted(missing)}")
+    frames, length = int(feature_lengths["speech"]), int(feature_lengths["text"])
     shapes = {types.SPEECH_FEATURES: (batch_size, frames, self.encoder_config.num_mel_bins),
-              types.SPEECH_MASK: (batch_size, frames), TARGET_TOKENS: (batch_size, length)}
-    dtypes = {types.SPEECH_FEATURES: jnp.float32, types.SPEECH_MASK: jnp.int32,
-              TARGET_TOKENS: jnp.int32}
+              types.SPEECH_MASK: (batch_size, frames), types.TEXT_TOKENS: (batch_size, length),
+              types.TEXT_SEGMENT_IDS: (batch_size, length),
+              types.TEXT_POSITIONS: (batch_size, length), types.KIND: (batch_size,)}
+    dtypes = {k: jnp.int32 for k in shapes}
+    dtypes[types.SPEECH_FEATURES] = jnp.float32
     return shapes, dtypes
+
+  @property
+  def compute_dtype(self):
+    return self.encoder_config.compute_dtype
 
   def get_initial_variables(self, rng: jax.Array, input_shapes: Mapping[str, Tuple[int, ...]],
                             input_types: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -140,7 +140,7 @@ class Seq2SeqModel:
     for k in MODEL_FEATURES:
       if k not in batch:
         raise ValueError(f"Seq2SeqModel: the batch lacks '{k}' (has {sorted(batch)}); build it "
-                         "with slam_jax.data.seq2seq_converter.Seq2SeqFeatureConverter")
+                         "with the SLAM feature converter from a seq2seq task (tasks/st.py)")
     return batch[types.SPEECH_FEATURES], batch[types.SPEECH_MASK], batch[TARGET_TOKENS]
 
   # ------------------------------------------------------------------------- training
@@ -157,8 +157,11 @@ class Seq2SeqModel:
     logits = self.module.apply({"params": params}, *self._args(batch),
                                deterministic=deterministic, rngs=rngs)
     targets = batch[TARGET_TOKENS]
+    weights = (targets > 0).astype(jnp.float32)
+    if VALID in batch:
+      weights = weights * jnp.asarray(batch[VALID]).astype(jnp.float32).reshape(-1, 1)
     total, count, metrics = cross_entropy.label_smoothed_cross_entropy(
-        logits, targets, targets > 0, self.label_smoothing)
+        logits, targets, weights, self.label_smoothing)
     return total / jnp.maximum(count, 1.0), metrics
 
   def eval_fn(self, params, batch: Batch, step=0):
@@ -203,20 +206,47 @@ class Seq2SeqModel:
           break
         if t != 0:
           ids.append(int(t))
-      out.append(self.vocabulary.decode(ids) if self.vocabulary is not None
-                 else " ".join(map(str, ids)))
+      vocabulary = self.vocabulary() if callable(self.vocabulary) else self.vocabulary
+      out.append(vocabulary.decode(ids) if vocabulary is not None else " ".join(map(str, ids)))
     return out
 
-  def targets_text(self, batch: Batch) -> List[str]:
+  def targets(self, batch: Batch) -> List[str]:
     """The batch's references, detokenized like `postprocess`."""
     return self.postprocess({"tokens": np.asarray(batch[TARGET_TOKENS])})
+
+  def check_batch(self, batch: Batch) -> None:
+    """Raises ValueError for a row without a target (an empty translation or transcript)."""
+    targets = np.asarray(batch[TARGET_TOKENS])
+    valid = np.asarray(batch.get(VALID, np.ones(targets.shape[0]))).reshape(-1) > 0
+    empty = np.flatnonzero(valid & ~np.any(targets > 1, axis=1))
+    if empty.size:
+      raise ValueError(f"Seq2SeqModel: rows {empty.tolist()} have an empty target (only EOS or "
+                       "padding): drop empty translations/transcripts in the task "
+                       "(FilterConfig.empty_text='drop')")
+
+
+def task_vocabulary(mixture_or_task_name: str):
+  """The target vocabulary of a seqio task: its 'text' output feature's (resolved lazily)."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  return seqio.get_mixture_or_task(mixture_or_task_name).output_features[types.TASK_TEXT].vocabulary
 
 
 @gin.configurable(module="slam_jax.finetune.seq2seq")
 def make_seq2seq_model(encoder_config: encoder_lib.EncoderConfig = gin.REQUIRED,
                        decoder_config: decoder_lib.DecoderConfig = gin.REQUIRED,
+                       mixture_or_task_name: Optional[str] = None,
                        decode_config: decoding.DecodeConfig = decoding.DecodeConfig(),
-                       label_smoothing: float = 0.1,
-                       vocabulary: Any = None) -> Seq2SeqModel:
-  """Gin entry point of the seq2seq (ST / attention-ASR) model."""
+                       label_smoothing: float = 0.1) -> Seq2SeqModel:
+  """Gin entry point of the seq2seq (ST / attention-ASR) model.
+
+  Args:
+    encoder_config: must match the pre-trained checkpoint's encoder.
+    decoder_config: its vocab_size must cover the task's target vocabulary.
+    mixture_or_task_name: the task whose 'text' vocabulary detokenizes outputs (None: ids).
+    decode_config: beam size, length penalty, max length (gin: DecodeConfig).
+    label_smoothing: of the training loss (0.1 as in fairseq's S2T recipes).
+  """
+  vocabulary = None
+  if mixture_or_task_name:
+    vocabulary = functools.partial(task_vocabulary, mixture_or_task_name)
   return Seq2SeqModel(encoder_config, decoder_config, decode_config, label_smoothing, vocabulary)

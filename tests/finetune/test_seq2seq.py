@@ -27,7 +27,7 @@ def _batch(rng, lengths, frames, target_len=6):
     targets[i, :k] = rng.integers(2, DECODER.vocab_size, size=k)
     targets[i, k] = 1  # EOS
   return {types.SPEECH_FEATURES: jnp.asarray(feats), types.SPEECH_MASK: jnp.asarray(mask),
-          seq2seq.TARGET_TOKENS: jnp.asarray(targets)}
+          types.TEXT_TOKENS: jnp.asarray(targets)}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,11 @@ def test_tiny_model_memorises_utterances(trained):
   for config in (decoding.DecodeConfig(beam_size=1), decoding.DecodeConfig(beam_size=3)):
     tokens = model.predict(params, batch, config)["tokens"]
     np.testing.assert_array_equal(np.asarray(tokens), np.asarray(batch[seq2seq.TARGET_TOKENS]))
-  assert model.postprocess({"tokens": batch[seq2seq.TARGET_TOKENS]})[0] == " ".join(
-      str(t) for t in np.asarray(batch[seq2seq.TARGET_TOKENS])[0] if t > 1)
+  assert model.targets(batch)[0] == " ".join(
+      str(t) for t in np.asarray(batch[types.TEXT_TOKENS])[0] if t > 1)
+  model.check_batch(batch)
+  with pytest.raises(ValueError, match=r"rows \[1\] have an empty target"):
+    model.check_batch(dict(batch, text_tokens=batch[types.TEXT_TOKENS].at[1].set(0)))
 
 
 def test_padding_never_changes_a_hypothesis(trained):
