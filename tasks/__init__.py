@@ -8,6 +8,8 @@ Nothing is downloaded or read at import: data locations are resolved when a data
   prepared TFRecords:     librilight_speech, librispeech_prepared_paired,
                           librispeech_prepared_speech (+ register_prepared_task for any dir)
   text:                   c4_en_text (TFDS c4/en), text_files (gin file patterns)
+  seq2seq (ST / attention ASR): slam_demo_st, slam_demo_asr_s2s, librispeech_asr_s2s (st.py);
+                          covost2_en_{de,ca,ar,tr} (covost2.py)
   paper mixtures:         slam_pretrain (C4 + Libri-Light + LibriSpeech paired),
                           slam_pretrain_stage1 (C4 + Libri-Light)
 """
@@ -18,3 +20,4 @@ from tasks import librilight  # noqa: F401
 from tasks import librispeech  # noqa: F401
 from tasks import text  # noqa: F401
 from tasks import mixtures  # noqa: F401
+from tasks import st  # noqa: F401
