@@ -21,3 +21,4 @@ from tasks import librispeech  # noqa: F401
 from tasks import text  # noqa: F401
 from tasks import mixtures  # noqa: F401
 from tasks import st  # noqa: F401
+from tasks import covost2  # noqa: F401
