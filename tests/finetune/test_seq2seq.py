@@ -53,6 +53,7 @@ def trained():
   return model, params, batch, losses
 
 
+@pytest.mark.slow
 def test_param_tree_has_encoder_and_head(trained):
   model, params, _, _ = trained
   assert set(params) == {"encoder", "head"}
@@ -61,6 +62,7 @@ def test_param_tree_has_encoder_and_head(trained):
   assert "layer_0" in params["head"] and "embedding" in params["head"]
 
 
+@pytest.mark.slow
 def test_tiny_model_memorises_utterances(trained):
   model, params, batch, losses = trained
   assert losses[-1] < 0.05 * losses[0], losses[::25]
@@ -74,6 +76,7 @@ def test_tiny_model_memorises_utterances(trained):
     model.check_batch(dict(batch, text_tokens=batch[types.TEXT_TOKENS].at[1].set(0)))
 
 
+@pytest.mark.slow
 def test_padding_never_changes_a_hypothesis(trained):
   model, params, batch, _ = trained
   config = decoding.DecodeConfig(beam_size=3, length_penalty=0.6)
