@@ -7,6 +7,8 @@ Writes, for split in {train, validation}:
   DIR/speech/SPLIT/SPEAKER/CHAPTER/*.flac                  speech-only set (no transcripts)
   DIR/paired/SPLIT/SPEAKER/CHAPTER/*.flac + *.trans.txt    paired set
   DIR/vocab/spm.model                                     SentencePiece trained on text/train
+  DIR/st/SPLIT.tsv, DIR/vocab/spm_target.model            speech translation: id, English,
+                                                          target language (target_language.py)
   DIR/prepared/{speech,paired}/SPLIT.tfrecord-*           what the seqio tasks read
   DIR/manifest.json, DIR/README.md                        counts, hours, settings, build time
 
@@ -38,6 +40,7 @@ from slam_jax import types
 from slam_jax.data import audio as audio_lib
 from slam_jax.data.demo import espeak
 from slam_jax.data.demo import grammar as grammar_lib
+from slam_jax.data.demo import target_language
 from slam_jax.data import layout
 
 SPLITS = ("train", "validation")
@@ -234,6 +237,7 @@ def build(out: str, seed: int = 0, size_name: str = "small", workers: int = 2,
       manifest["prepared"][name][split] = {k: summary[k] for k in (
           "examples_written", "hours_written", "counts", "num_shards")}
   t_prepare = time.perf_counter() - start - t_text - t_synth
+  manifest["st"] = target_language.write_translations(out, size.vocab_size, SPLITS)
   manifest["build_seconds"] = {"text_and_vocab": round(t_text, 1), "speech": round(t_synth, 1),
                                "prepare": round(t_prepare, 1),
                                "total": round(time.perf_counter() - start, 1)}
@@ -252,6 +256,11 @@ def ensure_built(out: str, seed: int = 0, size_name: str = "tiny", workers: int 
     with open(path) as f:
       manifest = json.load(f)
     if manifest.get("seed") == seed and manifest.get("size") == size_name:
+      if "st" not in manifest:  # Built before the translation side existed: add it.
+        manifest["st"] = target_language.write_translations(out, SIZES[size_name].vocab_size,
+                                                            SPLITS)
+        with open(path, "w") as f:
+          json.dump(manifest, f, indent=1)
       return out
   build(out, seed, size_name, workers)
   return out
