@@ -23,7 +23,7 @@ from slam_jax.models import encoder as encoder_lib
 from slam_jax.models import layers as layers_lib
 from slam_jax.models import quantizer as quantizer_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ---- analytic FLOPs ------------------------------------------------------------------------------
