@@ -4,6 +4,13 @@ import os
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Most of the suite's time is XLA:CPU compiling tiny programs that then run for milliseconds.
+# Without LLVM's backend optimisation the same HLO compiles in about half the CPU time (the tiny
+# SLAM init + loss-and-gradient: 58 -> 29 CPU-s) and runs ~15% slower, with identical results.
+# Read when JAX's CPU backend starts; subprocesses of tests inherit it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -71,7 +71,8 @@ def _sharded_vs_single_device() -> dict:
 
 @pytest.mark.slow
 def test_sharded_train_steps_match_single_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  env = dict(os.environ, XLA_FLAGS=flags.strip(),
              JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
              PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
   proc = subprocess.run([sys.executable, os.path.abspath(__file__)], cwd=ROOT, env=env,
