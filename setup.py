@@ -27,6 +27,13 @@ setuptools.setup(
         "soundfile>=0.14.0",
         "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
+        # t5x, airio and jestimator themselves come from launch/_venv.sh (--no-deps: the package
+        # index has only a t5x placeholder); these are what they import beyond the above.
+        "fiddle>=0.3.1",
+        "cached-property>=2.0.1",
+        "chex>=0.1.92",
+        "jaxtyping>=0.3.11",
+        "grain>=0.2.18",
     ],
     extras_require={
         "test": ["pytest>=9.0"],

@@ -213,3 +213,21 @@ def test_two_device_mesh_with_model_partitions():
                 "JAX_PLATFORMS": "cpu"}))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "LOSS" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["slam_demo_tiny", "slam_stage1", "slam_stage2", "test_tiny"])
+def test_t5x_gin_files_parse(name):
+  """Each gin/t5x file parses as `python -m t5x.train` would (t5x.train as __main__)."""
+  script = textwrap.dedent(f"""
+      import sys, gin
+      import t5x.train
+      sys.modules["__main__"] = t5x.train
+      from t5x import gin_utils
+      gin_utils.parse_gin_flags([".", t5x_dir], ["gin/t5x/{name}.gin"], ["MODEL_DIR = '/tmp/x'"])
+      print("TRAINER", gin.query_parameter("__main__.train.trainer_cls"))
+  """).replace("t5x_dir", "__import__('os').path.dirname(__import__('os').path.dirname("
+                         "__import__('t5x').__file__))")
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "SlamTrainer" in result.stdout
