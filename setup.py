@@ -29,6 +29,13 @@ setuptools.setup(
         "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
         "jiwer>=4.0.0",  # WER (slam_jax/metrics.py)
+        # t5x, airio and jestimator themselves come from launch/_venv.sh (--no-deps: the package
+        # index has only a t5x placeholder); these are what they import beyond the above.
+        "fiddle>=0.3.1",
+        "cached-property>=2.0.1",
+        "chex>=0.1.92",
+        "jaxtyping>=0.3.11",
+        "grain>=0.2.18",
     ],
     extras_require={
         # torch + transformers: the parity tests against HF Wav2Vec2BertModel

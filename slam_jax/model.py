@@ -1,13 +1,17 @@
-"""SlamModel: a t5x-BaseModel-shaped wrapper tying the encoder, masking and SLAM's objectives.
+"""SlamModel: a t5x BaseModel tying the encoder, masking and SLAM's objectives.
 
   batch --(STM transcript roll, span masks, distractors: all from one key)--> masked inputs, targets
         --SlamPretrainer--> encoder outputs + quantizer + heads
         --losses.compose--> weighted sum of the terms of the kinds present
 
-Interface (as t5x's BaseModel, plus `step`): `FEATURE_CONVERTER_CLS`, `get_initial_variables(rng,
-input_shapes, input_types)`, `loss_fn(params, batch, dropout_rng, step)`, `eval_fn(params, batch,
-step)`, `encode(params, batch)`. Everything random in a step (masks, the STM roll, distractors,
-Gumbel noise, dropout) derives from `dropout_rng`, which the trainer folds from (seed, step).
+Interface: t5x's BaseModel (`optimizer_def`, `FEATURE_CONVERTER_CLS`, `get_initial_variables`
+returning plain 'params' plus 'params_axes', `loss_fn`/`eval_fn` returning clu metrics,
+`score_batch`, `predict_batch_with_aux`), each loss taking an extra `step`; `pretraining_loss`
+gives the same loss with plain scalar metrics (slam_jax.trainer), `at_step(step)` a view whose
+`loss_fn(params, batch, dropout_rng)` has the step bound (slam_jax.t5x_trainer.SlamTrainer passes
+t5x's train-state step this way), `encode(params, batch)`. Everything random in a step (masks, the
+STM roll, distractors, Gumbel noise, dropout) derives from `dropout_rng`, which both trainers fold
+from (seed, step).
 
 gin binds `make_model` (see gin/objectives/*.gin); the layers below it take plain dataclasses.
 """
@@ -16,11 +20,14 @@ import dataclasses
 import importlib
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+import clu.metrics
 import gin
 import jax
 import jax.numpy as jnp
+from t5x import models as t5x_models
 
 from slam_jax import masking
+from slam_jax import partitioning as partitioning_lib
 from slam_jax import types
 from slam_jax.losses import compose
 from slam_jax.losses import contrastive as contrastive_lib
@@ -70,8 +77,8 @@ class MaskingConfig:
   paired_text: masking.TextMaskConfig = PAIRED_TEXT_MASKING
 
 
-class SlamModel:
-  """SLAM pre-training model (t5x BaseModel interface).
+class SlamModel(t5x_models.BaseModel):
+  """SLAM pre-training model: a t5x BaseModel (runs under t5x's trainer and under ours).
 
   Args:
     encoder_config: encoder architecture.
@@ -86,6 +93,8 @@ class SlamModel:
     num_text_pieces: real SentencePiece pieces (ids below it; random replacement tokens are drawn
       from [3, num_text_pieces): never PAD/EOS/UNK, the mask id or unused extra ids). None =
       vocab_size - 1 (pieces + the mask id). `check_vocabulary` sets it from the vocabulary.
+    optimizer_def: t5x optimizer (`slam_jax.t5x_trainer.make_optimizer()`); only t5x's trainer
+      reads it (slam_jax.train builds its optax optimizer from OptimizerConfig).
   """
 
   FEATURE_CONVERTER_CLS = _LazyClass("slam_jax.data.converters", "SlamFeatureConverter")
@@ -96,7 +105,8 @@ class SlamModel:
                objectives: compose.ObjectiveConfig = compose.ObjectiveConfig(),
                loss_weights: compose.LossWeightSchedule = compose.LossWeightSchedule(),
                mask_token_id: Optional[int] = None, tie_text_embedding: bool = True,
-               num_text_pieces: Optional[int] = None):
+               num_text_pieces: Optional[int] = None, optimizer_def: Optional[Any] = None):
+    super().__init__(optimizer_def=optimizer_def)
     self.encoder_config = encoder_config
     self.quantizer_config = quantizer_config
     self.masking_config = masking_config
@@ -170,7 +180,13 @@ class SlamModel:
 
   def get_initial_variables(self, rng: jax.Array, input_shapes: Mapping[str, Tuple[int, ...]],
                             input_types: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Initial variables ({'params': ...}, logically partitioned boxes) from input shapes."""
+    """Initial variables from input shapes, as t5x wants them.
+
+    Returns:
+      {'params': plain arrays, 'params_axes': the same tree of `flax.linen.partitioning.AxisMetadata`
+      leaves (logical axis names) with keys suffixed '_axes'}. `partitioning.boxed_params` turns it back into
+      `nn.LogicallyPartitioned` boxes.
+    """
     missing = set(types.MODEL_FEATURES) - set(input_shapes)
     if missing:
       raise ValueError(f"input_shapes lacks model features {sorted(missing)}")
@@ -178,7 +194,8 @@ class SlamModel:
     batch = {k: jnp.zeros(input_shapes[k], input_types.get(
         k, jnp.float32 if k == types.SPEECH_FEATURES else jnp.int32))
              for k in types.MODEL_FEATURES}
-    return self.module.init({"params": rng}, *self._encoder_args(batch), deterministic=True)
+    boxed = self.module.init({"params": rng}, *self._encoder_args(batch), deterministic=True)
+    return partitioning_lib.split_axes(boxed["params"])
 
   # ------------------------------------------------------------------------------- objectives
 
@@ -320,9 +337,10 @@ class SlamModel:
                                               t.pop("distractor_valid"))
     return get("in"), get("stm"), compose.Targets(distractors=distractors, **t), get("count")
 
-  def loss_fn(self, params, batch: Batch, dropout_rng: Optional[jax.Array],
-              step=0) -> Tuple[jnp.ndarray, Metrics]:
-    """Weighted SLAM loss of one batch (or of one microbatch of a prepared batch).
+  def pretraining_loss(self, params, batch: Batch, dropout_rng: Optional[jax.Array],
+                       step=0) -> Tuple[jnp.ndarray, Metrics]:
+    """Weighted SLAM loss of one batch (or of one microbatch of a prepared batch), with plain
+    scalar metrics (`loss_fn` wraps them for t5x).
 
     Args:
       params: the 'params' collection.
@@ -407,14 +425,99 @@ class SlamModel:
     metrics["gumbel_temperature"] = out.quantizer.temperature
     return loss, metrics, {"outputs": out, "stm_logits": stm_logits, "prepared": batch}
 
-  def eval_fn(self, params, batch: Batch, step=0) -> Tuple[jnp.ndarray, Metrics]:
+  def loss_fn(self, params, batch: Batch, dropout_rng: Optional[jax.Array], step=0,
+              loss_scale: float = 1.0) -> Tuple[jnp.ndarray, Dict[str, clu.metrics.Metric]]:
+    """t5x's loss: `pretraining_loss` times `loss_scale`, metrics as `clu.metrics.Average`.
+
+    Args:
+      params, batch, dropout_rng, step: see `pretraining_loss`.
+      loss_scale: factor on the returned loss only (not on the 'loss' metric): t5x sums the
+        gradients of its microbatches, so SlamTrainer passes 1 / num_microbatches and the update
+        is the mean of the microbatch gradients, as in slam_jax.trainer.
+    """
+    loss, metrics = self.pretraining_loss(params, batch, dropout_rng, step=step)
+    return loss * loss_scale, {k: clu.metrics.Average.from_model_output(jnp.asarray(v, jnp.float32))
+                               for k, v in metrics.items()}
+
+  def eval_fn(self, params, batch: Batch, step=0) -> Tuple[jnp.ndarray, Dict[str, Any]]:
     """`loss_fn` without dropout or Gumbel noise, with masks from a fixed key."""
     return self.loss_fn(params, batch, None, step=step)
+
+  def at_step(self, step, loss_scale: float = 1.0) -> "StepBoundModel":
+    """This model with `step` (and `loss_scale`) bound into `loss_fn` and `eval_fn`."""
+    return StepBoundModel(self, step, loss_scale)
+
+  def score_batch(self, params, batch: Batch, return_intermediates: bool = False, step=0
+                  ) -> jnp.ndarray:
+    """Per-example pre-training loss, float32 [batch] (lower = better modelled).
+
+    Each row is scored alone (as a batch of one) by `eval_fn`: fixed masks, no dropout, no Gumbel
+    noise, the loss weights of `step`. A lone paired row has no STM negative, so its STM term
+    only scores the true pair. `return_intermediates` is not supported.
+    """
+    if return_intermediates:
+      raise NotImplementedError("SlamModel.score_batch: return_intermediates is not supported")
+    batch = {k: batch[k] for k in types.MODEL_FEATURES}
+
+    def row_loss(row):
+      return self.pretraining_loss(params, jax.tree_util.tree_map(lambda x: x[None], row), None,
+                                   step=step)[0]
+
+    return jax.vmap(row_loss)(batch)
+
+  def predict_batch_with_aux(self, params, batch: Batch, rng: Optional[jax.Array] = None,
+                             step=0, **unused_kwargs) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
+    """Fills in masked text tokens and masked speech code ids (no dropout, no Gumbel noise).
+
+    Masks and STM negatives are drawn as in training by `prepare_batch`, from `rng` (None = key 0,
+    `eval_fn`'s masks); the forward passes are `eval_fn`'s (no dropout, no Gumbel noise).
+
+    Returns:
+      predictions: int32 [B, L] the input tokens with each masked position replaced by the
+        model's argmax token.
+      aux: 'text_mask' bool [B, L]; 'speech_mask' bool [B, T']; 'speech_ids' int32 [B, T', G]
+        the quantizer's code ids (targets); 'predicted_speech_ids' int32 [B, T', G] argmax of the
+        shared stack's code logits; 'stm_probability' float32 [B] P(speech and text match).
+    """
+    batch = {k: batch[k] for k in types.MODEL_FEATURES}
+    prepared = self.prepare_batch(batch, rng, step)
+    _, _, extra = self.loss_and_outputs(params, prepared, None, step)
+    _, _, targets, _ = self._unpack(prepared)
+    out = extra["outputs"]
+    text_pred = jnp.argmax(out.text_logits, axis=-1).astype(jnp.int32)
+    predictions = jnp.where(targets.text_mask, text_pred, targets.text_targets)
+    aux = {
+        "text_mask": targets.text_mask,
+        "speech_mask": targets.speech_mask,
+        "speech_ids": out.quantizer.ids,
+        "predicted_speech_ids": jnp.argmax(out.speech_logits, axis=-1).astype(jnp.int32),
+        # The STM pass of the objective (unmasked pairs by default); 0.5 where it did not run.
+        "stm_probability": jax.nn.sigmoid(extra["stm_logits"]),
+    }
+    return predictions, aux
 
   def encode(self, params, batch: Batch) -> encoder_lib.EncoderOutputs:
     """Encoder outputs of an unmasked batch (no dropout), for downstream use."""
     return self.module.apply({"params": params}, *self._encoder_args(batch),
                              method=pretrainer_lib.SlamPretrainer.encode)
+
+
+class StepBoundModel:
+  """`SlamModel.at_step(step)`: t5x's `loss_fn(params, batch, dropout_rng)` and
+  `eval_fn(params, batch)` with the training step (traced scalar) and loss scale bound."""
+
+  def __init__(self, model: SlamModel, step, loss_scale: float = 1.0):
+    self.model, self.step, self.loss_scale = model, step, loss_scale
+
+  def loss_fn(self, params, batch: Batch, dropout_rng: Optional[jax.Array]):
+    return self.model.loss_fn(params, batch, dropout_rng, step=self.step,
+                              loss_scale=self.loss_scale)
+
+  def eval_fn(self, params, batch: Batch):
+    return self.model.eval_fn(params, batch, step=self.step)
+
+  def __getattr__(self, name):
+    return getattr(self.model, name)
 
 
 @gin.configurable(module="slam_jax.model")
@@ -428,7 +531,8 @@ def make_model(encoder_config: Optional[encoder_lib.EncoderConfig] = None,
                loss_weights: compose.LossWeightSchedule = compose.LossWeightSchedule(),
                mask_token_id: Optional[int] = None,
                tie_text_embedding: bool = True,
-               vocabulary_task: Optional[str] = None) -> SlamModel:
+               vocabulary_task: Optional[str] = None,
+               optimizer_def: Optional[Any] = None) -> SlamModel:
   """Gin entry point: builds a `SlamModel` (bind `train.model = @make_model()`).
 
   Args:
@@ -442,6 +546,8 @@ def make_model(encoder_config: Optional[encoder_lib.EncoderConfig] = None,
     tie_text_embedding: tie the text MLM head to the token embedding.
     vocabulary_task: a registered seqio task or mixture (e.g. %MIXTURE_OR_TASK_NAME) whose text
       vocabulary is checked at start-up (`SlamModel.check_vocabulary`); None = no check.
+    optimizer_def: t5x optimizer (gin/t5x/pretrain.gin binds
+      `slam_jax.t5x_trainer.make_optimizer()`); slam_jax.train ignores it.
   """
   if encoder_config is None:
     encoder_config = encoder_lib.make_encoder_config()
@@ -450,7 +556,7 @@ def make_model(encoder_config: Optional[encoder_lib.EncoderConfig] = None,
       MaskingConfig(speech=speech_masking, text=text_masking,
                     paired_speech=paired_speech_masking, paired_text=paired_text_masking),
       objectives, loss_weights, mask_token_id=mask_token_id,
-      tie_text_embedding=tie_text_embedding)
+      tie_text_embedding=tie_text_embedding, optimizer_def=optimizer_def)
   if vocabulary_task:
     import seqio  # pylint: disable=g-import-not-at-top
     task = seqio.get_mixture_or_task(vocabulary_task)

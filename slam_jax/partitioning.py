@@ -12,12 +12,15 @@ The same code runs on one CPU, a GPU host or a TPU pod: only the mesh shape chan
 
 import dataclasses
 import logging
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+import flax
 import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
+from flax.linen import partitioning as flax_partitioning
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -167,3 +170,39 @@ def unbox(tree: PyTree) -> PyTree:
   """Strips flax partitioning boxes, leaving plain arrays."""
   return nn.meta.unbox(tree)
 
+
+def split_axes(boxed_params) -> Dict[str, Any]:
+  """{'params': plain arrays, 'params_axes': AxisMetadata per param, keys '<name>_axes'} of a
+  tree of `nn.LogicallyPartitioned` boxes (t5x's layout; unboxed leaves get all-None axes)."""
+  is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
+  flat = traverse_util.flatten_dict(
+      flax.core.unfreeze(boxed_params), is_leaf=lambda _, x: is_box(x))
+  params, axes = {}, {}
+  for path, leaf in flat.items():
+    names = tuple(leaf.names) if is_box(leaf) else (None,) * jnp.ndim(leaf)
+    params[path] = leaf.value if is_box(leaf) else leaf
+    axes[path[:-1] + (path[-1] + "_axes",)] = flax_partitioning.AxisMetadata(names=names)
+  return {"params": traverse_util.unflatten_dict(params),
+          "params_axes": traverse_util.unflatten_dict(axes)}
+
+
+def boxed_params(variables: Mapping[str, Any]):
+  """variables['params'] with each leaf boxed in `nn.LogicallyPartitioned` from
+  variables['params_axes'] (inverse of `split_axes`); already-boxed params pass through."""
+  if "params_axes" not in variables:
+    return variables["params"]
+  flat_axes = traverse_util.flatten_dict(flax.core.unfreeze(variables["params_axes"]),
+                                         is_leaf=lambda _, x: isinstance(
+                                             x, flax_partitioning.AxisMetadata))
+  flat = traverse_util.flatten_dict(flax.core.unfreeze(variables["params"]))
+  boxed = {}
+  for path, value in flat.items():
+    meta = flat_axes[path[:-1] + (path[-1] + "_axes",)]
+    boxed[path] = nn.LogicallyPartitioned(value, tuple(meta.names))
+  return traverse_util.unflatten_dict(boxed)
+
+
+@gin.configurable
+def t5x_logical_axis_rules(fsdp: bool = False) -> Tuple[Tuple[str, Optional[str]], ...]:
+  """`logical_axis_rules(fsdp)` for t5x's PjitPartitioner (mesh axes 'data' and 'model', as ours)."""
+  return tuple(logical_axis_rules(fsdp))

@@ -529,11 +529,12 @@ class _Validator:
     self.batches = [partitioning_lib.host_batch_to_global(next(data), mesh)
                     for _ in range(num_batches)]
     self.trainer, self.progress = trainer, progress
-    self.eval_fn = jax.jit(lambda params, batch, step: model.eval_fn(params, batch, step=step))
+    self.eval_fn = jax.jit(lambda params, batch, step: (
+        trainer_lib.scalar_metrics(model.eval_fn(params, batch, step=step)[1])))
 
   def __call__(self, step: int, params) -> Dict[str, float]:
     with self.trainer.context():
-      rows = [_to_host(self.eval_fn(params, b, step)[1]) for b in self.batches]
+      rows = [_to_host(self.eval_fn(params, b, step)) for b in self.batches]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     self.progress.writer.write_scalars(step, {f"validation/{k}": v for k, v in mean.items()})
     if jax.process_index() == 0:

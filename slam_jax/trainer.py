@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import clu.metrics
 import flax
 import flax.linen as nn
 import gin
@@ -135,6 +136,11 @@ def init_train_state(params: PyTree, tx: optax.GradientTransformation) -> TrainS
 LossFn = Callable[..., Tuple[jnp.ndarray, Metrics]]
 
 
+def scalar_metrics(metrics: Dict[str, Any]) -> Metrics:
+  """Plain scalars of a metrics dict: `clu.metrics.Metric` values (t5x's loss_fn) are computed."""
+  return {k: v.compute() if isinstance(v, clu.metrics.Metric) else v for k, v in metrics.items()}
+
+
 def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
   def split(x):
     if x.shape[0] % num_microbatches:
@@ -152,7 +158,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
   """Builds the pure train step.
 
   Args:
-    loss_fn: `(params, batch, rng, step) -> (loss, metrics)`; metrics are scalars.
+    loss_fn: `(params, batch, rng, step) -> (loss, metrics)`; metrics are scalars or clu metrics.
     tx: the optimizer.
     seed: run seed; step `t` uses `fold_in(PRNGKey(seed), t)`.
     num_microbatches: gradient accumulation: the batch is split on its leading dim and gradients
@@ -171,7 +177,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
     out of differentiation already divided (a scalar on the cotangent, no pass over the grads)."""
     def scaled(*args):
       loss, metrics = loss_fn(*args)
-      return loss * scale, (loss, metrics)
+      return loss * scale, (loss, scalar_metrics(metrics))
     (_, (loss, metrics)), grads = jax.value_and_grad(scaled, has_aux=True)(params, batch, rng,
                                                                             step)
     return loss, metrics, grads
@@ -268,7 +274,7 @@ class PartitionedTrainer:
 
     def init_fn(rng):
       variables = model.get_initial_variables(rng, self.input_shapes, self.input_types)
-      return init_train_state(variables["params"], tx)
+      return init_train_state(partitioning_lib.boxed_params(variables), tx)
 
     # Initialisation runs without activation rules: flax applies the rules to boxed params while
     # DenseGeneral reshapes its kernel, which fails for multi-axis kernels; params get their

@@ -21,3 +21,14 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
   readme = open(os.path.join(ROOT, "README.md")).read()
   assert "./launch/local.sh" in readme and "./launch/test.sh" in readme
   assert "./launch/test.sh" in open(os.path.join(ROOT, ".ci", "run")).read()
+
+
+def test_venv_installs_t5x_from_the_wheelhouse_or_pinned_commits():
+  venv = open(os.path.join(ROOT, "launch", "_venv.sh")).read()
+  assert '"$SLAM_WHEELHOUSE"/t5x-*.whl' in venv and "--no-deps" in venv
+  for repo in ("google-research/t5x@$T5X_COMMIT", "google/airio@$AIRIO_COMMIT",
+               "google-research/jestimator@$JESTIMATOR_COMMIT"):
+    assert repo in venv
+  assert "T5X_COMMIT=cc342d419ec3e3e9c4bf1df33c82330cafdc1e16" in venv
+  ci = open(os.path.join(ROOT, ".ci", "run")).read()
+  assert "SLAM_WHEELHOUSE" in ci and ci.rstrip().endswith("./launch/test.sh")

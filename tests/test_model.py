@@ -49,7 +49,7 @@ def setup():
   @jax.jit
   def loss_and_grads(params, features, rng):
     def f(p, x):
-      return model.loss_fn(p, {**batch, types.SPEECH_FEATURES: x}, rng, step=7)
+      return model.pretraining_loss(p, {**batch, types.SPEECH_FEATURES: x}, rng, step=7)
     (loss, metrics), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, features)
     return loss, metrics, grads
 
@@ -317,7 +317,7 @@ def test_microbatches_add_up_to_the_full_batch_loss(staged):
 
 def test_eval_is_deterministic_and_encode_runs(setup):
   model, batch, params, _ = setup
-  eval_fn = jax.jit(model.eval_fn)
+  eval_fn = jax.jit(lambda p, b: model.pretraining_loss(p, b, None))
   loss_a, metrics = eval_fn(params, batch)
   loss_b, _ = eval_fn(params, batch)
   assert float(loss_a) == float(loss_b) and np.isfinite(float(loss_a))
@@ -363,7 +363,7 @@ def test_memorises_a_fixed_batch():
   def train(params):
     def body(carry, step):
       p, opt = carry
-      grads, metrics = jax.grad(model.loss_fn, has_aux=True)(p, batch, key, step)
+      grads, metrics = jax.grad(model.pretraining_loss, has_aux=True)(p, batch, key, step)
       updates, opt = tx.update(grads, opt, p)
       return (optax.apply_updates(p, updates), opt), metrics
     (params, _), metrics = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(300))

@@ -24,6 +24,7 @@ read `pack_text` instead.
 
 from typing import Mapping
 
+import gin
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -33,8 +34,13 @@ from slam_jax import types
 _Spec = seqio.FeatureConverter.FeatureSpec
 
 
+@gin.configurable(module="slam_jax.data.converters")
 class SlamFeatureConverter(seqio.FeatureConverter):
-  """Maps {speech, text, kind} to the SLAM model batch row (see module docstring)."""
+  """Maps {speech, text, kind} to the SLAM model batch row (see module docstring).
+
+  gin-configurable for t5x, whose `utils.get_dataset` builds the converter with `pack` only:
+  bind `SlamFeatureConverter.pack_window` there (slam_jax.data.pipeline passes it explicitly).
+  """
 
   TASK_FEATURES = {
       types.TASK_SPEECH: _Spec(dtype=tf.float32, rank=2),

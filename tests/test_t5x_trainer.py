@@ -1,0 +1,233 @@
+"""SlamModel under t5x's trainer: same first step as slam_jax.trainer, the step reaches the loss,
+microbatches average, the t5x BaseModel interface, and `python -m t5x.train` end to end."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from t5x import models as t5x_models
+from t5x import partitioning as t5x_partitioning
+from t5x import trainer as t5x_trainer_lib
+from t5x import utils as t5x_utils
+
+from slam_jax import model as model_lib
+from slam_jax import partitioning as partitioning_lib
+from slam_jax import t5x_trainer
+from slam_jax import trainer as trainer_lib
+from slam_jax import types
+from slam_jax.data import synthetic
+from slam_jax.losses import compose
+from slam_jax.models import encoder as encoder_lib
+from slam_jax.models import quantizer as quantizer_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAMES, LENGTH, VOCAB, ROWS, SEED = 48, 12, 128, 4, 3
+OPTIMIZER = trainer_lib.OptimizerConfig(learning_rate=1e-3, warmup_steps=1, clip_norm=1.0)
+
+
+def _model(stage2_start_step=1):
+  # Gumbel temperature 2.0 at step 0, 1.0 at step 1: the annealing is visible after one step.
+  return model_lib.SlamModel(
+      encoder_lib.get_preset("tiny", dropout_rate=0.0),
+      quantizer_lib.QuantizerConfig(num_groups=2, num_entries=8, code_dim=16,
+                                    temperature_decay=0.5, temperature_end=0.1),
+      objectives=compose.ObjectiveConfig(num_distractors=6),
+      loss_weights=compose.LossWeightSchedule(stage2_start_step=stage2_start_step),
+      optimizer_def=t5x_trainer.make_optimizer(OPTIMIZER, total_steps=10))
+
+
+def _batch():
+  b = synthetic.synthetic_batch(np.random.default_rng(0), ROWS, FRAMES, LENGTH, VOCAB)
+  return {k: jnp.asarray(v) for k, v in b.items()}
+
+
+def _t5x_trainer(model, batch, num_microbatches=None, num_partitions=1):
+  shapes = {k: v.shape for k, v in batch.items()}
+  dtypes = {k: v.dtype for k, v in batch.items()}
+  partitioner = t5x_partitioning.PjitPartitioner(
+      num_partitions=num_partitions, logical_axis_rules=partitioning_lib.t5x_logical_axis_rules())
+  init = t5x_utils.TrainStateInitializer(model.optimizer_def, model.get_initial_variables, shapes,
+                                         partitioner, dtypes)
+  state = init.from_scratch(jax.random.PRNGKey(SEED))
+  trainer = t5x_trainer.SlamTrainer(
+      model=model, train_state=state, partitioner=partitioner, eval_names=[], summary_dir=None,
+      train_state_axes=init.train_state_axes, rng=jax.random.PRNGKey(SEED),
+      learning_rate_fn=t5x_trainer.learning_rate(OPTIMIZER, 10),
+      num_microbatches=num_microbatches,
+      weight_metrics_computer=t5x_trainer_lib.WeightMetricsComputer())
+  return trainer, state
+
+
+def _values(metrics):
+  return {k: float(np.asarray(v.compute())) for k, v in metrics.items()
+          if not k.startswith(("weight_rms/", "weight_gradient_rms/", "weight_update_rms/",
+                               "weight_max/"))}
+
+
+@pytest.fixture(scope="module")
+def t5x_two_steps():
+  """Two SlamTrainer steps (stage 2 from step 1): model, batch, params before and after step 0
+  (numpy copies: the step donates the state), metrics of steps 0 and 1."""
+  model, batch = _model(), _batch()
+  trainer, state = _t5x_trainer(model, batch)
+  params0 = jax.tree_util.tree_map(np.asarray, state.params)
+  state, metrics0 = trainer._partitioned_train_step(state, batch)  # pylint: disable=protected-access
+  params1 = jax.tree_util.tree_map(np.asarray, state.params)
+  _, metrics1 = trainer._partitioned_train_step(state, batch)  # pylint: disable=protected-access
+  return model, batch, params0, params1, _values(metrics0), _values(metrics1)
+
+
+def test_first_step_equals_slam_jax_trainer(t5x_two_steps):
+  model, batch, t5x_params0, t5x_params1, t5x_metrics, _ = t5x_two_steps
+  shapes, dtypes = model.input_shapes_and_types(ROWS, {"speech": FRAMES, "text": LENGTH})
+  ours = trainer_lib.PartitionedTrainer(
+      model, trainer_lib.make_optimizer(OPTIMIZER, 10),
+      partitioning_lib.make_mesh(partitioning_lib.MeshConfig()),
+      partitioning_lib.logical_axis_rules(), SEED, shapes, dtypes)
+  state = ours.init_state()
+  for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(t5x_params0)):
+    np.testing.assert_array_equal(np.asarray(a), b)  # same init from the same key
+  new_state, metrics = ours.step(state, batch)
+  np.testing.assert_allclose(t5x_metrics["loss"], float(metrics["loss"]), rtol=1e-6)
+  np.testing.assert_allclose(t5x_metrics["weight_gradient_norm"], float(metrics["grad_norm"]),
+                             rtol=1e-5)
+  for name in ("text_mlm/loss", "contrastive/loss", "tlm/weight", "gumbel_temperature"):
+    np.testing.assert_allclose(t5x_metrics[name], float(metrics[name]), rtol=1e-6, err_msg=name)
+  for a, b in zip(jax.tree_util.tree_leaves(new_state.params),
+                  jax.tree_util.tree_leaves(t5x_params1)):
+    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
+
+
+def test_stages_switch_and_gumbel_anneals_under_t5x(t5x_two_steps):
+  """stage2_start_step=1: TLM/STM weights 0 at step 0 and 1 at step 1; temperature 2 -> 1."""
+  *_, step0, step1 = t5x_two_steps
+  assert step0["tlm/weight"] == 0.0 and step0["stm/weight"] == 0.0
+  assert step1["tlm/weight"] == 1.0 and step1["stm/weight"] == 1.0
+  assert step0["text_mlm/weight"] == step1["text_mlm/weight"] == 1.0
+  np.testing.assert_allclose([step0["gumbel_temperature"], step1["gumbel_temperature"]],
+                             [2.0, 1.0], rtol=1e-6)
+
+
+def test_microbatch_gradient_is_the_mean_of_microbatch_gradients(t5x_two_steps):
+  """t5x sums its microbatches' gradients; SlamTrainer's 1/n loss scale makes that the mean, as
+  slam_jax.trainer computes it (t5x gives every microbatch the key split(rng)[1])."""
+  model, batch, params, *_ = t5x_two_steps
+  assert t5x_trainer.SlamTrainer._loss_scale(type("T", (), {"_num_microbatches": 2})()) == 0.5  # pylint: disable=protected-access
+  rng = jax.random.PRNGKey(5)
+  state = type("State", (), {"params": params, "flax_mutables": None})()
+  got = jax.jit(lambda b, r: t5x_trainer_lib.accumulate_grads_microbatched(
+      model.at_step(0, 0.5), state, b, r, 2)[0])(batch, rng)
+  grad = jax.jit(jax.grad(lambda p, b, r: model.pretraining_loss(p, b, r)[0]))
+  sub = jax.random.split(rng)[1]
+  half = ROWS // 2
+  want = jax.tree_util.tree_map(lambda a, b: (a + b) / 2,
+                                grad(params, {k: v[:half] for k, v in batch.items()}, sub),
+                                grad(params, {k: v[half:] for k, v in batch.items()}, sub))
+  np.testing.assert_allclose(float(optax.global_norm(got)), float(optax.global_norm(want)),
+                             rtol=1e-5)
+
+
+def test_base_model_interface(t5x_two_steps):
+  model, batch, params, *_ = t5x_two_steps
+  assert isinstance(model, t5x_models.BaseModel)
+  variables = model.get_initial_variables(jax.random.PRNGKey(0), {k: v.shape for k, v in
+                                                                   batch.items()})
+  axes = jax.tree_util.tree_leaves(
+      variables["params_axes"], is_leaf=lambda x: hasattr(x, "names"))
+  assert len(axes) == len(jax.tree_util.tree_leaves(variables["params"]))
+  boxed = partitioning_lib.boxed_params(variables)
+  assert jax.tree_util.tree_structure(partitioning_lib.unbox(boxed)) == (
+      jax.tree_util.tree_structure(variables["params"]))
+  scores = jax.jit(model.score_batch)(params, batch)
+  assert scores.shape == (ROWS,)
+  alone_loss = jax.jit(lambda b: model.pretraining_loss(params, b, None)[0])
+  for row in (0, ROWS - 1):  # each row scored alone
+    alone = {k: v[row:row + 1] for k, v in batch.items()}
+    np.testing.assert_allclose(float(scores[row]), float(alone_loss(alone)), rtol=1e-5)
+  preds, aux = jax.jit(model.predict_batch_with_aux)(params, batch)
+  tokens = np.asarray(batch[types.TEXT_TOKENS])
+  mask = np.asarray(aux["text_mask"])
+  assert preds.shape == tokens.shape and mask.any()
+  np.testing.assert_array_equal(np.asarray(preds)[~mask], tokens[~mask])
+  assert aux["predicted_speech_ids"].shape == aux["speech_ids"].shape
+  assert aux["stm_probability"].shape == (ROWS,)
+
+
+def _env(extra=None):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  env.update(extra or {})
+  return env
+
+
+def test_t5x_train_writes_and_restores_a_checkpoint(tiny_corpus, tmp_path):
+  """`python -m t5x.train` on the tiny demo corpus: 1 step + checkpoint, then a restart restores
+  it and trains step 2 (the restart logs 'Restoring checkpoint' and writes checkpoint_2)."""
+  cmd = [sys.executable, "-m", "t5x.train", "--gin_file=gin/t5x/test_tiny.gin",
+         f"--gin.MODEL_DIR='{tmp_path}'", "--alsologtostderr"]
+  env = _env({"SLAM_DATA_DIR": tiny_corpus})
+  first = subprocess.run(cmd + ["--gin.TRAIN_STEPS=1"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert os.path.isdir(tmp_path / "checkpoint_1")
+  second = subprocess.run(cmd + ["--gin.TRAIN_STEPS=2"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert f"Restoring checkpoint from {tmp_path}/checkpoint_1" in second.stderr
+  assert "steps 1-2" in second.stderr
+  assert os.path.isdir(tmp_path / "checkpoint_2")
+
+
+_TWO_DEVICE_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from t5x import partitioning as t5x_partitioning
+    from slam_jax import partitioning as partitioning_lib
+    import tests.test_t5x_trainer as t
+    assert jax.device_count() == 2, jax.devices()
+    model, batch = t._model(), t._batch()
+    trainer, state = t._t5x_trainer(model, batch)
+    assert trainer._partitioner._num_partitions == 2
+    mlp = [x for x in jax.tree_util.tree_leaves(state.params) if "model" in str(x.sharding.spec)]
+    assert mlp, "no parameter is split over the 'model' axis"
+    _, metrics = trainer._partitioned_train_step(state, batch)
+    want = jax.jit(model.pretraining_loss)(state.params, batch, jax.random.fold_in(
+        jax.random.PRNGKey(t.SEED), 0), 0)[0]
+    print("LOSS", float(metrics["loss"].compute()), float(want))
+    np.testing.assert_allclose(float(metrics["loss"].compute()), float(want), rtol=1e-5)
+""")
+
+
+def test_two_device_mesh_with_model_partitions():
+  """num_partitions=2 on 2 simulated CPU devices: params split over 'model', same loss."""
+  script = _TWO_DEVICE_SCRIPT.replace(
+      "t._t5x_trainer(model, batch)",
+      "t._t5x_trainer(model, batch, num_partitions=2)")
+  result = subprocess.run(
+      [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900,
+      env=_env({"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                "JAX_PLATFORMS": "cpu"}))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "LOSS" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["slam_demo_tiny", "slam_stage1", "slam_stage2", "test_tiny"])
+def test_t5x_gin_files_parse(name):
+  """Each gin/t5x file parses as `python -m t5x.train` would (t5x.train as __main__)."""
+  script = textwrap.dedent(f"""
+      import sys, gin
+      import t5x.train
+      sys.modules["__main__"] = t5x.train
+      from t5x import gin_utils
+      gin_utils.parse_gin_flags([".", t5x_dir], ["gin/t5x/{name}.gin"], ["MODEL_DIR = '/tmp/x'"])
+      print(gin.config_str())
+  """).replace("t5x_dir", "__import__('os').path.dirname(__import__('os').path.dirname("
+                         "__import__('t5x').__file__))")
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "SlamTrainer" in result.stdout
