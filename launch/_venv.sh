@@ -10,6 +10,10 @@ STAMP="$VENV/.slam_jax_installed"
 T5X_COMMIT=cc342d419ec3e3e9c4bf1df33c82330cafdc1e16
 AIRIO_COMMIT=69897df7d9a427b947a9f7bb4164c7782b43e601
 JESTIMATOR_COMMIT=326824a477feef6d92e6f44175000907a72899ca
+# The offline wheelhouse beside this checkout (../shared/wheels), when there is one and none is set.
+if [[ -z "${SLAM_WHEELHOUSE:-}" && -d "$ROOT/../shared/wheels" ]]; then
+  SLAM_WHEELHOUSE="$(cd "$ROOT/../shared/wheels" && pwd)"
+fi
 if [[ ! -f "$STAMP" || "$ROOT/setup.py" -nt "$STAMP" || "$ROOT/launch/constraints.txt" -nt "$STAMP" ]]; then
   echo "[slam_jax] setting up $VENV (one time, a few minutes)..." >&2
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
