@@ -241,8 +241,10 @@ def _make_models(config: BenchConfig):
       enc.replace(scan_layers=False), model.quantizer_config, model.masking_config,
       model.objectives, model.loss_weights, mask_token_id=model.mask_token_id,
       tie_text_embedding=model.module.tie_text_embedding)
+  stm_pass = (model.objectives.stm_pass == "unmasked" and config.rows == "mixed"
+              and float(model.loss_weights.weights(0)["stm"]) > 0)
   breakdown = bench_flops.pretrain_train_flops(enc, model.quantizer_config, config.batch_size,
-                                               config.frames, config.text_length)
+                                               config.frames, config.text_length, stm_pass)
   batch = bench_models.pretrain_batch(config.seed, config.batch_size, config.frames,
                                       config.text_length, enc.vocab_size, config.rows)
   return model, unrolled, breakdown, batch

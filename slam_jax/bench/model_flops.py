@@ -71,7 +71,7 @@ def encoder_train_flops(dims: StackDims, num_layers: int, batch: int, length: in
 
 
 def pretrain_train_flops(encoder_config, quantizer_config, batch: int, frames: int,
-                         text_length: int) -> Dict[str, float]:
+                         text_length: int, stm_pass: bool = False) -> Dict[str, float]:
   """Model FLOPs of one SLAM pre-training step (w2v-BERT + text + heads), by part (train, 3x fwd).
 
   Args:
@@ -80,6 +80,8 @@ def pretrain_train_flops(encoder_config, quantizer_config, batch: int, frames: i
     batch: rows.
     frames: log-mel frames per row (10 ms each).
     text_length: text tokens per row.
+    stm_pass: STM runs on its own unmasked pass (`ObjectiveConfig.stm_pass == 'unmasked'`, with
+      STM weighted in): the front end and both stacks run once more over the batch.
 
   Every row is computed at full length whatever its kind (a text row's speech slot is padding but
   still occupies the arrays), so this is the FLOPs the step executes for the padded batch.
@@ -106,6 +108,10 @@ def pretrain_train_flops(encoder_config, quantizer_config, batch: int, frames: i
       "text_mlm_head": 2.0 * batch * text_length * d * (d + cfg.vocab_size),
       "stm_head": 2.0 * batch * d * (d + 1),
   }
+  if stm_pass:
+    fwd["stm_pass"] = sum(fwd[k] for k in ("subsampling_conv0", "subsampling_conv1",
+                                             "subsampling_proj", "input_projection",
+                                             "speech_stack", "shared_stack", "stm_head"))
   train = {name: 3.0 * value for name, value in fwd.items()}
   train["subsampling_conv0"] = 2.0 * fwd["subsampling_conv0"]  # no gradient for the input
   return train
