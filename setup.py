@@ -29,6 +29,7 @@ setuptools.setup(
         "tensorboard>=2.21.0",
         "espeakng-loader>=0.2.4",
         "jiwer>=4.0.0",  # WER (slam_jax/metrics.py)
+        "sacrebleu>=2.6.0",  # BLEU / chrF (slam_jax/finetune/st_metrics.py)
         # t5x, airio and jestimator themselves come from launch/_venv.sh (--no-deps: the package
         # index has only a t5x placeholder); these are what they import beyond the above.
         "fiddle>=0.3.1",
