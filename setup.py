@@ -39,10 +39,12 @@ setuptools.setup(
         "grain>=0.2.18",
     ],
     extras_require={
+        # pytest-xdist: launch/test.sh spreads the suite over the machine's cores (up to 4).
         # torch + transformers: the parity tests against HF Wav2Vec2BertModel
         # (tests/test_convert.py) and the Kaldi fbank check; pinned to the CPU wheel that lies on
         # disk here (a plain 'torch' would pull a multi-GB CUDA build).
-        "test": ["pytest>=9.0", "torch==2.13.0", "transformers>=5.24.0"],
+        "test": ["pytest>=9.0", "pytest-xdist>=3.8.0", "filelock>=4.3.1", "torch==2.13.0",
+                 "transformers>=5.24.0"],
         # The PyTorch peer for `python -m slam_jax.bench --peer` (CPU build lies on disk here).
         "bench": ["torch==2.13.0", "transformers>=5.24.0"],
         # `python -m slam_jax.convert` (HF directories are safetensors files; to-hf's key check

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv if missing, then runs the whole suite.
-# Extra arguments go to pytest (e.g. ./launch/test.sh tests/models -k conformer).
+# Extra arguments go to pytest (e.g. ./launch/test.sh tests/models -k conformer; -n 0 runs it in
+# this one process). The suite is spread over min(cores, 4) pytest-xdist workers (each holds its
+# own JAX/TensorFlow, ~3-5 GB at the end); SLAM_TEST_WORKERS overrides the count.
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+workers="${SLAM_TEST_WORKERS:-$(python -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))')}"
 set +e
-python -m pytest -q "$@"
+python -m pytest -q -n "$workers" "$@"
 rc=$?
 # pytest exits 5 when no test was collected: that is a failure for CI, not a pass.
 if [[ $rc -eq 5 ]]; then echo "[slam_jax] no tests collected" >&2; exit 1; fi

@@ -162,21 +162,7 @@ class SlamModel(t5x_models.BaseModel):
   def input_shapes_and_types(self, batch_size: int, feature_lengths: Mapping[str, int]
                              ) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, Any]]:
     """Model-batch shapes/dtypes for `feature_lengths` {"speech": frames, "text": tokens}."""
-    missing = {"speech", "text"} - set(feature_lengths)
-    if missing:
-      raise ValueError(f"feature_lengths needs keys 'speech' and 'text'; missing {sorted(missing)}")
-    frames, length = int(feature_lengths["speech"]), int(feature_lengths["text"])
-    shapes = {
-        types.SPEECH_FEATURES: (batch_size, frames, self.encoder_config.num_mel_bins),
-        types.SPEECH_MASK: (batch_size, frames),
-        types.TEXT_TOKENS: (batch_size, length),
-        types.TEXT_SEGMENT_IDS: (batch_size, length),
-        types.TEXT_POSITIONS: (batch_size, length),
-        types.KIND: (batch_size,),
-    }
-    dtypes = {k: jnp.int32 for k in shapes}
-    dtypes[types.SPEECH_FEATURES] = jnp.float32
-    return shapes, dtypes
+    return types.model_batch_spec(batch_size, feature_lengths, self.encoder_config.num_mel_bins)
 
   def get_initial_variables(self, rng: jax.Array, input_shapes: Mapping[str, Tuple[int, ...]],
                             input_types: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:

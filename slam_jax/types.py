@@ -9,7 +9,7 @@ example row carries a speech slot and a text slot; its `kind` says which are fil
   PAIRED   log-mel frames       the transcript (segment id 1)
 """
 
-from typing import Dict
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
@@ -38,3 +38,28 @@ NUM_MEL_BINS = 80
 SAMPLE_RATE = 16000
 
 Batch = Dict[str, np.ndarray]
+
+
+def model_batch_spec(batch_size: int, feature_lengths: Mapping[str, int],
+                     num_mel_bins: int = NUM_MEL_BINS
+                     ) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, Any]]:
+  """Shapes and dtypes of a model batch for {"speech": frames, "text": tokens}.
+
+  What trainers and t5x's `get_initial_variables` / `TrainStateInitializer` build their abstract
+  batch from. Raises ValueError naming the missing key when either length is absent.
+  """
+  missing = {TASK_SPEECH, TASK_TEXT} - set(feature_lengths)
+  if missing:
+    raise ValueError(f"feature_lengths needs keys 'speech' and 'text'; missing {sorted(missing)}")
+  frames, length = int(feature_lengths[TASK_SPEECH]), int(feature_lengths[TASK_TEXT])
+  shapes = {
+      SPEECH_FEATURES: (batch_size, frames, num_mel_bins),
+      SPEECH_MASK: (batch_size, frames),
+      TEXT_TOKENS: (batch_size, length),
+      TEXT_SEGMENT_IDS: (batch_size, length),
+      TEXT_POSITIONS: (batch_size, length),
+      KIND: (batch_size,),
+  }
+  dtypes = {k: np.dtype(np.int32) for k in shapes}
+  dtypes[SPEECH_FEATURES] = np.dtype(np.float32)
+  return shapes, dtypes

@@ -114,6 +114,7 @@ CHECKERS = {
     "t5x.train": _check_t5x_train,
     "slam_jax.train": _check_train,
     "slam_jax.bench": _check_bench,
+    "slam_jax.bench.compile_cost": _argparse_checker("slam_jax.bench.compile_cost"),
     "slam_jax.models.summary": _argparse_checker("slam_jax.models.summary"),
     "slam_jax.data.prepare": _argparse_checker("slam_jax.data.prepare"),
     "slam_jax.data.vocab": _argparse_checker("slam_jax.data.vocab"),

@@ -210,25 +210,32 @@ def test_two_device_mesh_with_model_partitions():
       "t._t5x_trainer(model, batch, num_partitions=2)")
   result = subprocess.run(
       [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900,
-      env=_env({"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+      env=_env({"XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
+                              + " --xla_force_host_platform_device_count=2").strip(),
                 "JAX_PLATFORMS": "cpu"}))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "LOSS" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["slam_demo_tiny", "slam_stage1", "slam_stage2", "test_tiny"])
-def test_t5x_gin_files_parse(name):
-  """Each gin/t5x file parses as `python -m t5x.train` would (t5x.train as __main__)."""
-  script = textwrap.dedent(f"""
-      import sys, gin
-      import t5x.train
+T5X_GIN_FILES = ["slam_demo_tiny", "slam_stage1", "slam_stage2", "test_tiny"]
+
+
+def test_t5x_gin_files_parse():
+  """Each gin/t5x file parses as `python -m t5x.train` would (t5x.train as __main__); one
+  subprocess parses them all in turn (importing t5x costs more than parsing)."""
+  script = textwrap.dedent("""
+      import os, sys, gin
+      import t5x, t5x.train
       sys.modules["__main__"] = t5x.train
       from t5x import gin_utils
-      gin_utils.parse_gin_flags([".", t5x_dir], ["gin/t5x/{name}.gin"], ["MODEL_DIR = '/tmp/x'"])
-      print(gin.config_str())
-  """).replace("t5x_dir", "__import__('os').path.dirname(__import__('os').path.dirname("
-                         "__import__('t5x').__file__))")
-  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(),
+      t5x_dir = os.path.dirname(os.path.dirname(t5x.__file__))
+      for name in sys.argv[1:]:
+        gin.clear_config()
+        gin_utils.parse_gin_flags([".", t5x_dir], [f"gin/t5x/{name}.gin"], ["MODEL_DIR = '/tmp/x'"])
+        print("PARSED", name, "SlamTrainer" in gin.config_str())
+  """)
+  result = subprocess.run([sys.executable, "-c", script, *T5X_GIN_FILES], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "SlamTrainer" in result.stdout
+  assert [line for line in result.stdout.splitlines() if line.startswith("PARSED")] == [
+      f"PARSED {name} True" for name in T5X_GIN_FILES]

@@ -85,17 +85,8 @@ class DownstreamModel(abc.ABC):
 
   def input_shapes_and_types(self, batch_size: int, feature_lengths: Mapping[str, int]):
     """Model-batch shapes/dtypes for {"speech": frames, "text": tokens} (+ extra_features)."""
-    frames, length = int(feature_lengths["speech"]), int(feature_lengths["text"])
-    shapes = {
-        types.SPEECH_FEATURES: (batch_size, frames, self.encoder_config.num_mel_bins),
-        types.SPEECH_MASK: (batch_size, frames),
-        types.TEXT_TOKENS: (batch_size, length),
-        types.TEXT_SEGMENT_IDS: (batch_size, length),
-        types.TEXT_POSITIONS: (batch_size, length),
-        types.KIND: (batch_size,),
-    }
-    dtypes = {k: jnp.int32 for k in shapes}
-    dtypes[types.SPEECH_FEATURES] = jnp.float32
+    shapes, dtypes = types.model_batch_spec(batch_size, feature_lengths,
+                                            self.encoder_config.num_mel_bins)
     for name, (shape, dtype) in self.extra_features.items():
       shapes[name] = (batch_size,) + tuple(shape)
       dtypes[name] = dtype
