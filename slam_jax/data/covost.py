@@ -67,7 +67,7 @@ def serialize(record: prepare_lib.Record, translation: str) -> bytes:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   example = tf.train.Example.FromString(prepare_lib.serialize(record))
   example.features.feature["translation"].bytes_list.value.append(translation.encode("utf-8"))
-  return example.SerializeToString()
+  return example.SerializeToString(deterministic=True)
 
 
 def prepare_split(covost_dir: str, clips_dir: str, tgt: str, split: str, out_dir: str,

@@ -324,7 +324,10 @@ def serialize(record: Record) -> bytes:
       "speaker": tf.train.Feature(bytes_list=tf.train.BytesList(value=[record.speaker.encode()])),
       "sample_rate": tf.train.Feature(int64_list=tf.train.Int64List(value=[types.SAMPLE_RATE])),
   }
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  # deterministic: the feature map in key order, so a rebuild in another process (another hash
+  # seed) writes the same bytes.
+  example = tf.train.Example(features=tf.train.Features(feature=feature))
+  return example.SerializeToString(deterministic=True)
 
 
 _WORKER_STATE = {}

@@ -1,0 +1,131 @@
+"""Two processes on localhost train, save, resume and match one 8-device process (train.py).
+
+The multi-host path end to end on the tiny demo corpus: `jax.distributed` with a local
+coordinator (SLAM_DISTRIBUTED), 4 simulated CPU devices per process, a (data 4 x model 2) mesh
+spanning both, each process reading its own seqio shard of the mixture (its half of every global
+batch) and saving its own tf.data iterator entry in each orbax checkpoint. Two steps, a restart
+of both processes with --resume, two more steps; the reference is one process with 8 devices
+whose iterator concatenates the two shards' batches in process order (what the 2-process global
+batch is). Losses and parameters must agree to float32 reduction-order noise.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN = "gin/experiments/slam_demo_tiny.gin"
+# The tiny encoder and short rows (the demo experiment's own sizes take minutes to compile here).
+BINDINGS = ["BATCH_SIZE = 8", 'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 32}',
+            "EVAL_EVERY = 0", "make_encoder_config.model_dim = 32",
+            "make_encoder_config.num_heads = 2", "make_encoder_config.ffn_dim = 64",
+            "make_encoder_config.num_speech_layers = 1", "make_encoder_config.num_shared_layers = 1",
+            "make_encoder_config.conv_kernel_size = 3", "make_encoder_config.vocab_size = 256",
+            "slam_jax.partitioning.MeshConfig.model = 2",
+            "slam_jax.train.train.measure_peak = False", "slam_jax.train.train.log_every = 1",
+            "slam_jax.checkpoints.CheckpointConfig.save_every_steps = 2",
+            "slam_jax.checkpoints.CheckpointConfig.async_save = False"]
+
+# One process, 8 devices, the two processes' shards concatenated in process order.
+_REFERENCE = textwrap.dedent("""
+    import json, sys
+    import gin, jax, numpy as np, seqio
+    jax.config.update("jax_threefry_partitionable", True)
+    from slam_jax import train as train_lib
+    from slam_jax.data import pipeline
+
+    class TwoShards:
+      def __init__(self, *, batch_size, shard_info, **kwargs):
+        self.shards = [pipeline.make_train_iterator(batch_size=batch_size // 2,
+                                                    shard_info=seqio.ShardInfo(i, 2), **kwargs)
+                       for i in range(2)]
+      def __iter__(self):
+        return self
+      def __next__(self):
+        parts = [next(s) for s in self.shards]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    gin.external_configurable(TwoShards, module="reference")
+    assert jax.device_count() == 8
+    train_lib.parse_gin([sys.argv[1]], json.loads(sys.argv[2]) + [
+        "slam_jax.train.train.make_data = @reference.TwoShards"])
+    result = train_lib.train()
+    print("RESULT " + json.dumps([h["loss"] for h in result.history]))
+""")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _env(corpus, devices, distributed=None):
+  flags = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+             SLAM_DATA_DIR=corpus, PYTHONPATH=ROOT)
+  if distributed:
+    env["SLAM_DISTRIBUTED"] = distributed
+  return env
+
+
+def _two_processes(corpus, model_dir, steps, resume=False):
+  port = _free_port()
+  cmd = [sys.executable, "-m", "slam_jax.train", f"--gin_file={GIN}",
+         f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}"]
+  cmd += [f"--gin.{b.replace(' = ', '=')}" for b in BINDINGS] + (["--resume"] if resume else [])
+  procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(corpus, 4, f"localhost:{port},2,{i}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=900)[0] for p in procs]
+  for i, (p, out) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0, f"process {i}:\n{out[-4000:]}"
+  return outs
+
+
+def _losses(out):
+  return [float(line.split("| loss ")[1].split(" ")[0])
+          for line in out.splitlines() if line.startswith("step ")]
+
+
+@pytest.mark.slow
+def test_two_processes_resume_and_match_one_eight_device_process(tiny_corpus, tmp_path):
+  from slam_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path / "multihost")
+  reference = subprocess.Popen(
+      [sys.executable, "-c", _REFERENCE, GIN,
+       json.dumps(BINDINGS + [f"MODEL_DIR = '{tmp_path / 'reference'}'", "TRAIN_STEPS = 4"])],
+      cwd=ROOT, env=_env(tiny_corpus, 8), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+  first = _two_processes(tiny_corpus, model_dir, 2)
+  # Both processes wrote their own iterator entry into the step-2 checkpoint.
+  entries = sorted(os.listdir(os.path.join(model_dir, "checkpoints", "2", "data_iterator")))
+  assert {e.split(".")[0] for e in entries} == {"process_00000-of-00002",
+                                                "process_00001-of-00002"}, entries
+  second = _two_processes(tiny_corpus, model_dir, 4, resume=True)
+  assert all("restored the input iterator state of step 2" in out for out in second), second[0]
+  ref_out = reference.communicate(timeout=900)[0]
+  assert reference.returncode == 0, ref_out[-4000:]
+
+  ref_losses = json.loads(ref_out.split("RESULT ")[-1].splitlines()[0])
+  multi_losses = _losses(first[0]) + _losses(second[0])
+  assert len(multi_losses) == len(ref_losses) == 4, (multi_losses, ref_losses)
+  np.testing.assert_allclose(multi_losses, ref_losses, rtol=1e-4)
+
+  def params(run):
+    ckpt = checkpoints_lib.Checkpointer(os.path.join(run, "checkpoints"))
+    step, state, _ = ckpt.restore_raw()
+    ckpt.close()
+    assert step == 4
+    return state["params"]
+
+  import jax  # pylint: disable=g-import-not-at-top
+  diffs = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))),
+                                 params(model_dir), params(str(tmp_path / "reference")))
+  assert max(jax.tree_util.tree_leaves(diffs)) < 1e-4, diffs
