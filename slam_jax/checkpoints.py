@@ -281,10 +281,17 @@ class Checkpointer:
                        + " | ".join(m for _, m in errors))
 
   def restore_raw(self, step: Optional[int] = None) -> Tuple[int, PyTree, Dict[str, Any]]:
-    """Restores a checkpoint as saved (no target shardings): for inspection tools and tests."""
+    """Restores a checkpoint whole onto this process's first device, whatever mesh and process
+    count saved it (e.g. a 2-host run read back by one process): for inspection tools and tests.
+    """
     step = self.latest_step() if step is None else step
+    meta = ocp.StandardCheckpointHandler().metadata(self._step_dir(step) / "state")
+    tree = getattr(meta, "tree", meta)
+    one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device), tree)
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), data=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
     return step, restored["state"], dict(restored["data"])
 
   def wait(self) -> None:
