@@ -23,6 +23,7 @@ from flax import traverse_util
 from flax.linen import partitioning as flax_partitioning
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from orbax.checkpoint import multihost as ocp_multihost
 
 PyTree = Any
 LogicalRules = Sequence[Tuple[str, Optional[str]]]
@@ -115,6 +116,18 @@ def maybe_initialize_distributed(mode: Optional[str] = None) -> None:
                      "'COORDINATOR:PORT,NUM_PROCESSES,PROCESS_ID'.") from e
   jax.distributed.initialize(coordinator_address=address, num_processes=num_processes,
                              process_id=process_id)
+
+
+def sync_processes(name: str, timeout_s: int = 1800) -> None:
+  """Waits until every process reaches `name` (no-op with one process).
+
+  A barrier of the distributed coordination service, not a collective: processes reach the
+  first cross-process collective of a run at different times (compile, restore, input
+  start-up), and CPU collectives (gloo) give their context set-up only 30 s, which a loaded
+  machine exceeds. Waiting here first lets them start the collectives together.
+  """
+  if jax.process_count() > 1:
+    ocp_multihost.sync_global_processes(name, timeout=timeout_s)
 
 
 def logical_to_sharding(logical_specs: PyTree, mesh: Mesh, rules: LogicalRules) -> PyTree:

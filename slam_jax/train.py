@@ -438,6 +438,7 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
                time.perf_counter() - compile_start, flops_per_step)
   if peak_flops_per_device is None and measure_peak and flops_per_step:
     peak_flops_per_device = flops_lib.measure_matmul_peak(model.compute_dtype)
+  partitioning_lib.sync_processes(f"slam_jax_train_from_step_{start_step}")
 
   progress = ProgressLogger(model_dir, train_steps, batch_size, flops_per_step,
                             peak_flops_per_device, log_every)
