@@ -5,12 +5,13 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Most of the suite's time is XLA:CPU compiling tiny programs that then run for milliseconds.
-# Two flags make compiling cheaper with identical results (same losses to the last digit):
-# - no LLVM backend optimisation: the tiny SLAM init + loss-and-gradient 58 -> 29 CPU-s, and it
-#   runs ~15% slower;
-# - XLA:CPU's older loop emitters instead of the MLIR fusion emitters: a further ~35% off the
-#   same compile (first train step 32 -> 17-24 CPU-s: `python -m slam_jax.bench.compile_cost`), with
-#   no measurable step-time change at test sizes.
+# Two flags make compiling cheaper with identical losses (`python -m slam_jax.bench.compile_cost`,
+# CPU seconds of the tiny model's init + first train step on a quiet 2-core Xeon):
+#   XLA defaults                                    19.4 + 62.8  (a later step: 0.017 s)
+#   no LLVM backend optimisation                      7.4 + 37.4  (0.037 s)
+#   ... and the older loop emitters, not the MLIR     6.2 + 22.8  (0.048 s)
+#   fusion emitters
+# The steps run ~3x slower, which tests (a few steps each) do not notice.
 # Read when JAX's CPU backend starts; subprocesses of tests inherit them.
 for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):

@@ -5,8 +5,8 @@ r"""CPU seconds XLA:CPU spends compiling the tiny SLAM model (the test suite's m
 
 Each flag set (a quoted, space-separated string of XLA flags; '' = XLA's defaults) runs in its
 own subprocess (XLA reads XLA_FLAGS once, when the backend starts) with the persistent
-compilation cache off. The child builds `gin/experiments/test_tiny.gin`'s model (tiny encoder,
-every objective, batch 6, 48 speech frames + 12 text tokens), then measures this process's CPU
+compilation cache off. The child builds the tests' tiny SLAM model (tiny encoder, a 2 x 8
+codebook, every objective on, batch 6 of 48 speech frames + 12 text tokens), then measures its CPU
 seconds (`time.process_time`: every thread, so the figure moves less with machine load than
 wall time) for `init_state` and for the first `step` (compile + one run), and checks that the
 second step's loss is the same under every flag set. Rounds interleave the flag sets.
