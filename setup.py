@@ -20,7 +20,7 @@ setuptools.setup(
         "seqio>=0.0.20",
         "tensorflow-cpu>=2.21.0",
         "tensorflow-datasets>=4.9.10",
-        "sentencepiece>=0.2.3",
+        "sentencepiece>=0.2.2",
         "gin-config>=0.5.0",
         "clu>=0.0.12",
         "numpy>=2.0",
@@ -43,8 +43,12 @@ setuptools.setup(
         # torch + transformers: the parity tests against HF Wav2Vec2BertModel
         # (tests/test_convert.py) and the Kaldi fbank check; pinned to the CPU wheel that lies on
         # disk here (a plain 'torch' would pull a multi-GB CUDA build).
+        # apache-beam: the prepare_beam and seqio cache_tasks_main tests (DirectRunner).
         "test": ["pytest>=9.0", "pytest-xdist>=3.8.0", "filelock>=4.3.1", "torch==2.13.0",
-                 "transformers>=5.24.0"],
+                 "transformers>=5.24.0", "apache-beam[tfrecord]>=2.77.0"],
+        # `python -m slam_jax.data.prepare_beam` and seqio's cache_tasks_main (needs protobuf<7:
+        # launch/constraints.txt pins protobuf 6.33, which TensorFlow 2.21 accepts).
+        "beam": ["apache-beam[tfrecord]>=2.77.0"],
         # The PyTorch peer for `python -m slam_jax.bench --peer` (CPU build lies on disk here).
         "bench": ["torch==2.13.0", "transformers>=5.24.0"],
         # `python -m slam_jax.convert` (HF directories are safetensors files; to-hf's key check

@@ -556,7 +556,16 @@ def _restore_data_iterator(checkpointer, step: int, data) -> None:
   """Puts `data` at the checkpoint's input position in constant time when the checkpoint holds
   its state (else `data` skips to `start_batch` on its first `next`)."""
   start = time.perf_counter()
-  if checkpointer.restore_data_iterator(step, data):
+  try:
+    restored = checkpointer.restore_data_iterator(step, data)
+  except ValueError as e:
+    from slam_jax.data import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+    if not isinstance(e, pipeline_lib.IteratorStateMismatch):
+      raise
+    logging.warning("%s. The input pipeline skips to the checkpoint's position instead (time "
+                    "grows with the position); the data order is the current pipeline's.", e)
+    return
+  if restored:
     print(f"[slam_jax] restored the input iterator state of step {step} in "
           f"{time.perf_counter() - start:.2f} s", flush=True)
 

@@ -77,13 +77,37 @@ def _text_step(task_name: str, vocabulary: seqio.Vocabulary):
   return text
 
 
+def _tokenize_step(task_name: str, vocabulary: seqio.Vocabulary):
+  def tokenize(dataset):
+    return prep.tokenize_text(dataset, task_name=task_name, vocabulary=vocabulary,
+                              config=filters_lib.FilterConfig())
+  return tokenize
+
+
+def _text_length_step(task_name: str):
+  def lengths(dataset, sequence_length=None):
+    return prep.text_lengths(dataset, task_name=task_name, config=filters_lib.FilterConfig(),
+                             sequence_length=sequence_length)
+  return lengths
+
+
 def preprocessors(task_name: str, kind: int, vocabulary: seqio.Vocabulary,
                   to_raw: Callable) -> List[Callable]:
-  """Raw-form mapping, then the speech and/or text steps `kind` needs, then `finalize`."""
+  """Raw-form mapping, then the speech and/or text steps `kind` needs, then `finalize`.
+
+  Text-only tasks can be cached offline by seqio's `cache_tasks_main` (Beam): tokenised rows
+  are stored, the length rules (which depend on the run's feature lengths) run after reading.
+  Speech comes prepared by `slam_jax.data.prepare` instead (decoded 16 kHz PCM), so speech and
+  paired tasks have no cache step.
+  """
   steps = [to_raw]
+  if kind == types.KIND_TEXT:
+    steps += [_tokenize_step(task_name, vocabulary),
+              seqio.CacheDatasetPlaceholder(required=False),
+              _text_length_step(task_name)]
   if kind in (types.KIND_SPEECH, types.KIND_PAIRED):
     steps.append(_speech_step(task_name))
-  if kind in (types.KIND_TEXT, types.KIND_PAIRED):
+  if kind == types.KIND_PAIRED:
     steps.append(_text_step(task_name, vocabulary))
   steps.append(functools.partial(prep.finalize, kind=kind))
   return steps

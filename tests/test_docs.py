@@ -106,6 +106,24 @@ def _check_t5x_train(argv):
   assert gin_files and all(os.path.exists(os.path.join(ROOT, f)) for f in gin_files), gin_files
 
 
+def _check_prepare_beam(argv):
+  from slam_jax.data import prepare_beam  # pylint: disable=g-import-not-at-top
+  prepare_beam.parse_args(argv)  # Exits on a flag neither prepare nor Beam knows.
+
+
+def _check_seqio_cache(argv):
+  """seqio's absl flags parse (then are reset) and the modules it imports exist."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  importlib.import_module("seqio.scripts.cache_tasks_main")
+  try:
+    flags.FLAGS(["cache_tasks_main"] + argv)
+    for module in flags.FLAGS.module_import:
+      importlib.import_module(module)
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
 CHECKERS = {
     "slam_jax.finetune": _check_finetune,
     "slam_jax.evaluate": _check_evaluate,
@@ -117,6 +135,8 @@ CHECKERS = {
     "slam_jax.bench.compile_cost": _argparse_checker("slam_jax.bench.compile_cost"),
     "slam_jax.models.summary": _argparse_checker("slam_jax.models.summary"),
     "slam_jax.data.prepare": _argparse_checker("slam_jax.data.prepare"),
+    "slam_jax.data.prepare_beam": _check_prepare_beam,
+    "seqio.scripts.cache_tasks_main": _check_seqio_cache,
     "slam_jax.data.vocab": _argparse_checker("slam_jax.data.vocab"),
     "slam_jax.data.bench": _argparse_checker("slam_jax.data.bench"),
     "slam_jax.data.demo": _argparse_checker("slam_jax.data.demo.corpus"),

@@ -355,3 +355,25 @@ def test_kill9_resumes_from_the_newest_complete_step(tmp_path):
   assert [h["step"] for h in result.history] == [newest + 1]
   step, restored = _restore_params(model_dir)
   assert step == newest + 1 and restored["data"]["batches_consumed"] == newest + 1
+
+
+def test_refused_iterator_state_falls_back_to_skipping_with_one_warning(caplog):
+  """A checkpoint whose input-iterator state the current pipeline cannot take (saved by another
+  slam_jax version) resumes by skipping, with one warning; other errors still propagate."""
+  from slam_jax.data import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+
+  class Refusing:
+    def __init__(self, error):
+      self.error = error
+
+    def restore_data_iterator(self, step, data):
+      raise self.error
+
+  mismatch = pipeline_lib.IteratorStateMismatch("ckpt/7/data_iterator: does not fit")
+  train_lib._restore_data_iterator(Refusing(mismatch), 7, object())  # pylint: disable=protected-access
+  warnings = [r for r in caplog.records if "does not fit" in r.getMessage()]
+  assert len(warnings) == 1 and "skips to the checkpoint's position" in warnings[0].getMessage()
+  with pytest.raises(ValueError, match="resumes at 4"):
+    train_lib._restore_data_iterator(  # pylint: disable=protected-access
+        Refusing(ValueError("holds the position after 2 batches but the run resumes at 4")), 7,
+        object())

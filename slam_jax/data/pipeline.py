@@ -38,8 +38,10 @@ batch_size=B)` per task (a mixture with num_epochs=1 stops when its first task r
 drop_remainder drops the last partial batch).
 """
 
+import functools
+import logging
 import os
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 import gin
 import numpy as np
@@ -79,7 +81,8 @@ def get_model_dataset(mixture_or_task_name: str = gin.REQUIRED, *,
                       shard_info: Optional[seqio.ShardInfo] = None, seed: Optional[int] = 0,
                       shuffle: bool = True, num_epochs: Optional[int] = None,
                       pack: bool = False, pack_window: int = 128,
-                      use_cached: bool = False) -> tf.data.Dataset:
+                      use_cached: bool = False,
+                      cache_dirs: Sequence[str] = ()) -> tf.data.Dataset:
   """A tf.data.Dataset of model batches (or rows when batch_size is None).
 
   Args:
@@ -93,9 +96,14 @@ def get_model_dataset(mixture_or_task_name: str = gin.REQUIRED, *,
     num_epochs: passes over each task; None = repeat forever (training).
     pack: pack TEXT rows (see converters.SlamFeatureConverter).
     pack_window: text rows packed together.
-    use_cached: read seqio's offline cache (tasks here are not cached by default).
+    use_cached: read the text tasks from seqio's offline cache (written by
+      `python -m seqio.scripts.cache_tasks_main`); speech and paired tasks, which have no
+      cache step, are read as usual.
+    cache_dirs: where that cache lies (seqio.add_global_cache_dirs).
   """
   hide_accelerators_from_tf()
+  if cache_dirs:
+    seqio.add_global_cache_dirs(list(cache_dirs))
   converter = converters.SlamFeatureConverter(pack=pack, pack_window=pack_window)
   ds = seqio.get_dataset(mixture_or_task_name, task_feature_lengths=dict(feature_lengths),
                          feature_converter=converter, dataset_split=split,
@@ -114,8 +122,12 @@ class DataIterator:
   """
 
   def __init__(self, dataset: tf.data.Dataset, *, start_batch: int = 0, seed: Optional[int] = 0,
-               description: Optional[Dict[str, Any]] = None):
+               description: Optional[Dict[str, Any]] = None,
+               rebuild: Optional[Callable[[], tf.data.Dataset]] = None):
+    """`rebuild` makes `dataset` afresh: after a refused state, a new iterator of the old dataset
+    object would see its shuffle/mixing seed generators one epoch on (another order)."""
     self._dataset = dataset
+    self._rebuild = rebuild
     self._iterator = None
     self._start_batch = int(start_batch)
     self.batches_consumed = int(start_batch)
@@ -159,6 +171,9 @@ class DataIterator:
     Raises:
       ValueError: the state is at another position than the `start_batch` this iterator was
         made for (a data state from another checkpoint), or batches were already taken.
+      IteratorStateMismatch: the state was saved by another input pipeline (another slam_jax
+        version, other data settings or task definitions); this iterator is left as it was, so
+        it still skips to `start_batch` on its first `next`.
     """
     if self._iterator is not None:
       raise ValueError(f"DataIterator.restore({path}) after batches were taken: restore first")
@@ -168,8 +183,25 @@ class DataIterator:
       raise ValueError(f"{path} holds the position after {position} batches but the run "
                        f"resumes at {self._start_batch}: pass the matching checkpoint or no "
                        "checkpoint_path (then the iterator skips).")
-    tf.train.Checkpoint(iterator=self._tf_iterator(skip=0)).read(path).assert_consumed()
+    try:
+      tf.train.Checkpoint(iterator=self._tf_iterator(skip=0)).read(path).assert_consumed()
+    except (tf.errors.OpError, AssertionError) as e:
+      self._iterator = None  # Not half-restored: the first `next` skips instead.
+      if self._rebuild is not None:
+        self._dataset = self._rebuild()
+      else:
+        logging.warning("%s: refused state; the skipping resume reads another order than a "
+                        "fresh run (DataIterator has no `rebuild`)", path)
+      first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise IteratorStateMismatch(
+          f"{path}: the saved input iterator state does not fit this input pipeline (it was "
+          f"saved by another slam_jax version, other data settings or task definitions): "
+          f"{first_line[:300]}") from e
     self.batches_consumed = position
+
+
+class IteratorStateMismatch(ValueError):
+  """A saved tf.data iterator state that the current pipeline's graph cannot take."""
 
 
 @gin.configurable
@@ -192,14 +224,15 @@ def make_train_iterator(*, mixture_or_task_name: str = gin.REQUIRED, batch_size:
     checkpoint_path: a DataIterator.save() prefix to restore from when it exists.
     split, shuffle, num_epochs, pack, pack_window: see get_model_dataset.
   """
-  ds = get_model_dataset(mixture_or_task_name, feature_lengths=feature_lengths,
-                         batch_size=batch_size, split=split, shard_info=shard_info, seed=seed,
-                         shuffle=shuffle, num_epochs=num_epochs, pack=pack,
-                         pack_window=pack_window)
+  build = functools.partial(
+      get_model_dataset, mixture_or_task_name, feature_lengths=feature_lengths,
+      batch_size=batch_size, split=split, shard_info=shard_info, seed=seed, shuffle=shuffle,
+      num_epochs=num_epochs, pack=pack, pack_window=pack_window)
   description = {"mixture_or_task_name": mixture_or_task_name, "batch_size": batch_size,
                  "shard_index": shard_info.index if shard_info else 0,
                  "num_shards": shard_info.num_shards if shard_info else 1}
-  it = DataIterator(ds, start_batch=start_batch, seed=seed, description=description)
+  it = DataIterator(build(), start_batch=start_batch, seed=seed, description=description,
+                    rebuild=build)
   if checkpoint_path and tf.io.gfile.exists(checkpoint_path + ".index"):
     it.restore(checkpoint_path)
   return it

@@ -13,9 +13,11 @@ pieces of at most `max_seconds`, each cut at the quietest 10 ms within the last
   CACHE_DIR/SPLIT.tfrecord-SSSSS-of-NNNNN   tf.train.Example records (schema: FEATURES below)
   CACHE_DIR/stats/SPLIT-SSSSS-of-NNNNN.json counts for that shard
   CACHE_DIR/SPLIT.summary.json             counts summed over the shards present
+  CACHE_DIR/SPLIT.COMPLETED                written once every shard is done (removed at start)
 
 Utterance i (sorted by id) goes to shard i % N; process K of P writes the shards s with
-s % P == K, so several processes (or hosts) can prepare one corpus without coordination.
+s % P == K, so several processes (or hosts) can prepare one corpus without coordination; on a
+cluster, `python -m slam_jax.data.prepare_beam` runs the same shards as an Apache Beam pipeline.
 A finished shard is skipped on a rerun unless --overwrite (files are renamed into place when
 complete) -- but only while the fingerprint of its inputs (ids, audio paths, sizes, mtimes,
 transcripts, settings) recorded in stats/.SPLIT-SSSSS-of-NNNNN.fingerprint matches; a changed source redoes the shard with a
@@ -32,7 +34,7 @@ import json
 import logging
 import math
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import gin
 import numpy as np
@@ -349,16 +351,6 @@ def _make_checker(config: PrepareConfig):
   return vocab_lib.CharacterChecker(config.vocab_path)
 
 
-def _processed(utts: Sequence[layout.Utterance], config: PrepareConfig, pool
-               ) -> Iterator[Tuple[List[Record], List[Event]]]:
-  if pool is None:
-    checker = _make_checker(config)
-    for u in utts:
-      yield process_utterance(u, config, checker)
-  else:
-    yield from pool.map(_worker_process, utts, chunksize=4)
-
-
 def fingerprint(utts: Sequence[layout.Utterance], config: PrepareConfig, num_shards: int,
                 src: str) -> str:
   """sha256 of what a shard is made from: ids, audio path/size/mtime, transcripts, settings."""
@@ -380,13 +372,132 @@ def _fingerprint_path(stats_path: str) -> str:
 
 def _finished_with(stats_path: str, path: str) -> Optional[str]:
   """The fingerprint recorded for a finished shard, "" for an old one without; None: unfinished."""
-  if not (os.path.exists(path) and os.path.exists(stats_path)):
+  gfile = _gfile()
+  if not (gfile.exists(path) and gfile.exists(stats_path)):
     return None
   try:
-    with open(_fingerprint_path(stats_path)) as f:
+    with gfile.GFile(_fingerprint_path(stats_path)) as f:
       return f.read().strip()
-  except FileNotFoundError:
+  except Exception:  # pylint: disable=broad-except  (tf.errors.NotFoundError)
     return ""
+
+
+def _gfile():
+  """tf.io.gfile: the output directory may be local or a bucket (gs://) on Beam runners."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
+@dataclasses.dataclass
+class ShardPlan:
+  """What one output shard is made of, decided once by whoever launches the preparation.
+
+  utterances: this shard's utterances (number i of the sorted corpus goes to shard i % N).
+  corpus_events: corpus-level findings (malformed lines, duplicate ids, skipped files), counted
+    with shard 0 only.
+  fingerprint: of the inputs and settings (see `fingerprint`): a finished shard whose recorded
+    fingerprint matches is not redone.
+  """
+  shard: int
+  num_shards: int
+  utterances: List[layout.Utterance]
+  corpus_events: List[Event]
+  fingerprint: str
+
+  def to_json(self) -> Dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, d: Dict) -> "ShardPlan":
+    return cls(d["shard"], d["num_shards"], [layout.Utterance(**u) for u in d["utterances"]],
+               [Event(**e) for e in d["corpus_events"]], d["fingerprint"])
+
+
+def plan_shards(src: str, config: PrepareConfig, num_shards: Optional[int] = None,
+                utterances_per_shard: int = 256) -> List[ShardPlan]:
+  """Scans `src` and splits it into shard plans (num_shards: default ceil(utterances / 256))."""
+  scan = layout.scan(src)
+  utts = scan.utterances
+  if not utts:
+    logging.warning("prepare: %s holds no utterances (no audio and no transcript files%s): the "
+                    "shards will be empty", src,
+                    f"; {len(scan.skipped_files)} other files" if scan.skipped_files else "")
+  if num_shards is None:
+    num_shards = max(1, math.ceil(len(utts) / utterances_per_shard))
+  corpus_events = (
+      [Event("malformed_transcript_line", f"{file}:{number}", line, True)
+       for file, number, line in scan.malformed_lines]
+      + [Event("duplicate_id", uid, "id seen twice", False) for uid in scan.duplicate_ids]
+      + [Event("skipped_file", file, "neither audio (by content) nor *.trans.txt", True)
+         for file in scan.skipped_files])
+  plans = []
+  for shard in range(num_shards):
+    mine = utts[shard::num_shards]
+    # Shard 0 also counts the corpus-level findings, so they are part of its inputs.
+    extra = ([layout.Utterance(f, None, None, "") for f in scan.skipped_files]
+             if shard == 0 else [])
+    plans.append(ShardPlan(shard, num_shards, mine, corpus_events if shard == 0 else [],
+                           fingerprint(mine + extra, config, num_shards, src)))
+  return plans
+
+
+def write_shard(plan: ShardPlan, config: PrepareConfig, out_dir: str, split: str,
+                overwrite: bool = False, processed: Optional[Callable] = None
+                ) -> Optional[Dict]:
+  """Writes one shard, its stats and its fingerprint; returns the stats (None: already done).
+
+  Idempotent (what Beam's retries need): the shard is written to a temporary name and renamed
+  into place, the stats and fingerprint follow, and a rerun skips a shard whose recorded
+  fingerprint matches. `processed(utterances)` yields (records, events) per utterance (default:
+  here, one at a time).
+  """
+  gfile = _gfile()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  path = shard_path(out_dir, split, plan.shard, plan.num_shards)
+  stats_path = _stats_path(out_dir, split, plan.shard, plan.num_shards)
+  recorded = _finished_with(stats_path, path)
+  if not overwrite and recorded is not None:
+    if recorded == plan.fingerprint:
+      return None
+    logging.warning("prepare: %s was made from other inputs or settings (fingerprint %s, now "
+                    "%s): redoing it", path, recorded[:12] or "none", plan.fingerprint[:12])
+  gfile.makedirs(os.path.dirname(stats_path))
+  stats = Stats(config.max_logged)
+  for event in plan.corpus_events:
+    stats.add(event)
+  if processed is None:
+    checker = _make_checker(config)
+    processed = lambda utts: (process_utterance(u, config, checker) for u in utts)
+  tmp = os.path.join(out_dir, f".{os.path.basename(path)}.tmp")
+  with tf.io.TFRecordWriter(tmp) as writer:
+    for records, events in processed(plan.utterances):
+      stats.seen += 1
+      for e in events:
+        stats.add(e)
+      for r in records:
+        writer.write(serialize(r))
+        stats.written += 1
+        stats.paired += bool(r.transcript)
+        stats.seconds += r.audio.shape[0] / types.SAMPLE_RATE
+  gfile.rename(tmp, path, overwrite=True)
+  with gfile.GFile(stats_path, "w") as f:
+    json.dump(stats.to_json(), f, indent=1)
+  with gfile.GFile(_fingerprint_path(stats_path), "w") as f:
+    f.write(plan.fingerprint)
+  return stats.to_json()
+
+
+def completion_marker(out_dir: str, split: str) -> str:
+  """Written by `write_summary` when every shard of `split` is done; removed when a run starts."""
+  return os.path.join(out_dir, f"{split}.COMPLETED")
+
+
+def start(out_dir: str, split: str) -> None:
+  """Marks `split` as in progress: the completion marker of an earlier run is removed."""
+  gfile = _gfile()
+  gfile.makedirs(os.path.join(out_dir, "stats"))
+  if gfile.exists(completion_marker(out_dir, split)):
+    gfile.remove(completion_marker(out_dir, split))
 
 
 def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareConfig(),
@@ -394,18 +505,10 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
             workers: int = 1, overwrite: bool = False,
             utterances_per_shard: int = 256) -> Dict:
   """Prepares this process's shards of `src` into `out_dir`; returns the merged summary."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not 0 <= process_index < num_processes:
     raise ValueError(f"process_index={process_index} must be in [0, {num_processes})")
-  scan = layout.scan(src)
-  utts = scan.utterances
-  if not utts:
-    logging.warning("prepare: %s holds no utterances (no audio and no transcript files%s): the "
-                    "shards of split %r will be empty", src,
-                    f"; {len(scan.skipped_files)} other files" if scan.skipped_files else "", split)
-  if num_shards is None:
-    num_shards = max(1, math.ceil(len(utts) / utterances_per_shard))
-  os.makedirs(os.path.join(out_dir, "stats"), exist_ok=True)
+  plans = plan_shards(src, config, num_shards, utterances_per_shard)
+  start(out_dir, split)
   pool = None
   if workers > 1:
     import concurrent.futures  # pylint: disable=g-import-not-at-top
@@ -414,60 +517,29 @@ def prepare(src: str, out_dir: str, split: str, config: PrepareConfig = PrepareC
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
         initargs=(config,))
   try:
-    for shard in range(process_index, num_shards, num_processes):
-      path = shard_path(out_dir, split, shard, num_shards)
-      stats_path = _stats_path(out_dir, split, shard, num_shards)
-      mine = utts[shard::num_shards]
-      # Shard 0 also counts the corpus-level findings, so they are part of its inputs.
-      extra = ([layout.Utterance(f, None, None, "") for f in scan.skipped_files]
-               if shard == 0 else [])
-      inputs_print = fingerprint(mine + extra, config, num_shards, src)
-      recorded = _finished_with(stats_path, path)
-      if not overwrite and recorded is not None:
-        if recorded == inputs_print:
-          continue
-        logging.warning("prepare: %s was made from other inputs or settings (fingerprint %s, "
-                        "now %s): redoing it", path, recorded[:12] or "none", inputs_print[:12])
-      stats = Stats(config.max_logged)
-      if shard == 0:  # Corpus-level findings are counted once, with shard 0.
-        for file, number, line in scan.malformed_lines:
-          stats.add(Event("malformed_transcript_line", f"{file}:{number}", line, True))
-        for uid in scan.duplicate_ids:
-          stats.add(Event("duplicate_id", uid, "id seen twice", False))
-        for file in scan.skipped_files:
-          stats.add(Event("skipped_file", file, "neither audio (by content) nor *.trans.txt",
-                          True))
-      tmp = os.path.join(out_dir, f".{os.path.basename(path)}.tmp")
-      with tf.io.TFRecordWriter(tmp) as writer:
-        for records, events in _processed(mine, config, pool):
-          stats.seen += 1
-          for e in events:
-            stats.add(e)
-          for r in records:
-            writer.write(serialize(r))
-            stats.written += 1
-            stats.paired += bool(r.transcript)
-            stats.seconds += r.audio.shape[0] / types.SAMPLE_RATE
-      os.replace(tmp, path)
-      with open(stats_path, "w") as f:
-        json.dump(stats.to_json(), f, indent=1)
-      with open(_fingerprint_path(stats_path), "w") as f:
-        f.write(inputs_print)
+    for plan in plans[process_index::num_processes]:
+      write_shard(plan, config, out_dir, split, overwrite,
+                  None if pool is None else lambda u: pool.map(_worker_process, u, chunksize=4))
   finally:
     if pool is not None:
       pool.shutdown()
-  return write_summary(out_dir, split, num_shards, config.max_logged, src)
+  return write_summary(out_dir, split, len(plans), config.max_logged, src)
 
 
 def write_summary(out_dir: str, split: str, num_shards: int, max_logged: int = 5,
                   src: str = "") -> Dict:
-  """Sums the per-shard stats present into SPLIT.summary.json; returns it."""
+  """Sums the per-shard stats present into SPLIT.summary.json; returns it.
+
+  When every shard is done, also writes the completion marker SPLIT.COMPLETED (the summary's
+  totals), which readers and schedulers can wait for.
+  """
+  gfile = _gfile()
   total = Stats(max_logged)
   done = 0
   for shard in range(num_shards):
     path = _stats_path(out_dir, split, shard, num_shards)
-    if os.path.exists(path):
-      with open(path) as f:
+    if gfile.exists(path):
+      with gfile.GFile(path) as f:
         total.merge(json.load(f))
       done += 1
   warnings = []
@@ -479,22 +551,26 @@ def write_summary(out_dir: str, split: str, num_shards: int, max_logged: int = 5
     logging.warning("prepare: split %r: %s", split, w)
   summary = dict(total.to_json(), split=split, source=os.path.abspath(src) if src else "",
                  shards_done=done, num_shards=num_shards, reasons=REASONS, warnings=warnings)
-  with open(os.path.join(out_dir, f"{split}.summary.json"), "w") as f:
+  with gfile.GFile(os.path.join(out_dir, f"{split}.summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
+  if done == num_shards:
+    with gfile.GFile(completion_marker(out_dir, split), "w") as f:
+      json.dump({k: summary[k] for k in ("split", "num_shards", "utterances_seen",
+                                         "examples_written", "hours_written")}, f, indent=1)
   return summary
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_flags(parser: argparse.ArgumentParser, multi_process: bool = True) -> None:
+  """prepare's command-line flags (shared with prepare_beam); PrepareConfig fields by name."""
   parser.add_argument("--src", required=True, help="LibriSpeech-layout directory")
   parser.add_argument("--out", required=True, help="cache directory for the TFRecords")
   parser.add_argument("--split", required=True, help="split name used in the file names")
   parser.add_argument("--num_shards", type=int, default=None,
                       help="total shards (default: ceil(utterances / 256))")
-  parser.add_argument("--process_index", type=int, default=0)
-  parser.add_argument("--num_processes", type=int, default=1)
-  parser.add_argument("--workers", type=int, default=1, help="decoding processes")
+  if multi_process:
+    parser.add_argument("--process_index", type=int, default=0)
+    parser.add_argument("--num_processes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes")
   parser.add_argument("--overwrite", action="store_true")
   parser.add_argument("--gin_file", action="append", default=[])
   parser.add_argument("--gin", action="append", default=[], help="gin binding, e.g. "
@@ -508,19 +584,34 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       kind = field.type if field.type in (int, float) else str
       parser.add_argument(f"--{field.name}", default=None, type=kind,
                           help=f"default {default!r}")
-  args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-  gin.parse_config_files_and_bindings(args.gin_file, args.gin)
-  config = PrepareConfig()
+
+
+def config_from_flags(args: argparse.Namespace) -> PrepareConfig:
+  """gin files and bindings first, then the PrepareConfig flags given on the command line."""
+  if args.gin_file or args.gin:
+    gin.parse_config_files_and_bindings(args.gin_file, args.gin, finalize_config=False)
   overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrepareConfig)
                if getattr(args, f.name) is not None}
-  config = dataclasses.replace(config, **overrides)
+  return dataclasses.replace(PrepareConfig(), **overrides)
+
+
+def short_summary(summary: Dict) -> Dict:
+  """What the command line prints at the end."""
+  return {k: summary[k] for k in ("split", "utterances_seen", "examples_written",
+                                  "hours_written", "counts", "shards_done", "num_shards")}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_flags(parser)
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  config = config_from_flags(args)
   summary = prepare(args.src, args.out, args.split, config, num_shards=args.num_shards,
                     process_index=args.process_index, num_processes=args.num_processes,
                     workers=args.workers, overwrite=args.overwrite)
-  print(json.dumps({k: summary[k] for k in ("split", "utterances_seen", "examples_written",
-                                            "hours_written", "counts", "shards_done",
-                                            "num_shards")}, indent=1))
+  print(json.dumps(short_summary(summary), indent=1))
 
 
 if __name__ == "__main__":

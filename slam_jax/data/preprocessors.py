@@ -127,12 +127,16 @@ def text_tokens(ds: tf.data.Dataset, *, task_name: str, vocabulary,
                 config: filters_lib.FilterConfig,
                 sequence_length: Optional[Mapping[str, int]] = None) -> tf.data.Dataset:
   """{transcript string} -> {text int32 [tokens + EOS]} with the rules of `config`."""
-  max_tokens = config.max_text_tokens
-  if max_tokens is None and sequence_length and sequence_length.get(types.TASK_TEXT):
-    max_tokens = int(sequence_length[types.TASK_TEXT])
-  if max_tokens is not None and max_tokens < 1:
-    raise ValueError(f"{task_name}: the text length must be >= 1 (room for EOS), got {max_tokens}")
+  ds = tokenize_text(ds, task_name=task_name, vocabulary=vocabulary, config=config)
+  return text_lengths(ds, task_name=task_name, config=config, sequence_length=sequence_length)
 
+
+def tokenize_text(ds: tf.data.Dataset, *, task_name: str, vocabulary,
+                  config: filters_lib.FilterConfig) -> tf.data.Dataset:
+  """{transcript string} -> {text int32 [tokens]}: normalised, unencodable/empty rules applied.
+
+  Independent of the sequence length, so seqio can cache its output (CacheDatasetPlaceholder).
+  """
   ds = ds.map(lambda ex: dict(ex, transcript=normalize_text_tf(ex["transcript"])),
               num_parallel_calls=AUTOTUNE)
 
@@ -166,8 +170,17 @@ def text_tokens(ds: tf.data.Dataset, *, task_name: str, vocabulary,
   def tokenize(ex):
     ids = tf.cast(vocabulary.encode_tf(ex["transcript"]), tf.int32)
     return dict(ex, text=ids)
-  ds = ds.map(tokenize, num_parallel_calls=AUTOTUNE)
+  return ds.map(tokenize, num_parallel_calls=AUTOTUNE)
 
+
+def text_lengths(ds: tf.data.Dataset, *, task_name: str, config: filters_lib.FilterConfig,
+                 sequence_length: Optional[Mapping[str, int]] = None) -> tf.data.Dataset:
+  """{text int32 [tokens]} -> [tokens + EOS], longer rows dropped or trimmed per `config`."""
+  max_tokens = config.max_text_tokens
+  if max_tokens is None and sequence_length and sequence_length.get(types.TASK_TEXT):
+    max_tokens = int(sequence_length[types.TASK_TEXT])
+  if max_tokens is not None and max_tokens < 1:
+    raise ValueError(f"{task_name}: the text length must be >= 1 (room for EOS), got {max_tokens}")
   if max_tokens is not None:
     too_long = lambda ex: tf.shape(ex["text"])[0] > max_tokens - 1
     name = f"{task_name}/text_too_long"

@@ -59,3 +59,20 @@ def test_shards_are_disjoint_and_complete(demo_tasks):
   for num_shards in (2, 3):  # 2 = by file (2 shards on disk), 3 = by example.
     parts = [ids(seqio.ShardInfo(i, num_shards)) for i in range(num_shards)]
     assert sorted(sum(parts, [])) == sorted(everything) and all(parts)
+
+
+def test_state_from_another_pipeline_is_refused_and_the_iterator_still_skips(demo_tasks, tmp_path):
+  """A state saved by another input pipeline (e.g. an older slam_jax whose graph differs) is
+  refused with a message naming the file, and the iterator is not left half-restored."""
+  it = _iterator()
+  taken = pipeline.take_batches(it, 2)
+  path = str(tmp_path / "other")
+  it.save(path)
+  expected = next(_iterator(mixture_or_task_name="slam_demo_stage1", start_batch=2))
+  build = lambda: pipeline.get_model_dataset("slam_demo_stage1", feature_lengths=LENGTHS,
+                                             batch_size=4, seed=3)
+  changed = pipeline.DataIterator(build(), start_batch=2, rebuild=build)  # Another graph.
+  with pytest.raises(pipeline.IteratorStateMismatch, match="other.*does not fit"):
+    changed.restore(path)
+  _assert_equal(next(changed), expected)  # Skipped to batch 2 instead.
+  assert changed.batches_consumed == 3 and len(taken) == 2
