@@ -3,8 +3,10 @@
 # and the who-acts classifier from it and from scratch with identical settings, run speech<->text
 # retrieval on the pre-trained encoder, print one table. CPU only, offline; see docs/finetuning.md.
 #
-#   ./launch/downstream_demo.sh [PRETRAINED_MODEL_DIR]
+#   ./launch/downstream_demo.sh [PRETRAINED_MODEL_DIR [FINE-TUNING GIN FLAGS...]]
 #
+# Further arguments go to every fine-tuning run, e.g. a linear probe (encoder frozen throughout):
+#   ./launch/downstream_demo.sh runs/demo600 --gin.FREEZE_ENCODER_STEPS=1000000
 # Budget knobs (environment): PRETRAIN_STEPS (600), CTC_STEPS (400), CLS_STEPS (200),
 # RETRIEVAL_PAIRS (50), OUT (runs/downstream_demo-<time>).
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
@@ -17,6 +19,7 @@ OUT="${OUT:-runs/downstream_demo-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 START=$(date +%s)
 PRE="${1:-}"
+shift || true
 if [[ -z "$PRE" ]]; then
   PRE="$OUT/pretrain"
   echo "[downstream_demo] pre-training ${PRETRAIN_STEPS:-600} steps into $PRE"
@@ -30,7 +33,7 @@ for task in ctc cls; do
     extra=()
     [[ $init == pretrained ]] && extra=(--gin.PRETRAINED="'$PRE'")
     python -m slam_jax.finetune --gin_file="gin/finetune/demo_$task.gin" \
-      --gin.MODEL_DIR="'$OUT/$task-$init'" --gin.TRAIN_STEPS="$steps" "${extra[@]}" \
+      --gin.MODEL_DIR="'$OUT/$task-$init'" --gin.TRAIN_STEPS="$steps" "${extra[@]}" "$@" \
       | grep -E "^\[finetune\]|^step" | tail -n 6
   done
 done

@@ -4,6 +4,8 @@
   accuracy(targets, predictions)   exact-match accuracy in percent
   recall_at_k(similarity, ks)      speech->text and text->speech R@k in percent from a [N, N]
                                    score matrix whose diagonal holds the true pairs
+  pretraining_loss(targets, scores)  score metric of the pre-training tasks: the mean
+                                   per-example loss (SlamModel.score_batch), overall and per kind
 
 seqio's Evaluator calls each metric fn with the postprocessed targets and predictions of a task's
 whole eval split; `slam_jax.evaluate` calls them the same way.
@@ -43,6 +45,25 @@ def accuracy(targets: Sequence, predictions: Sequence) -> Dict[str, float]:
   _check_lengths(targets, predictions)
   hits = sum(int(t == p) for t, p in zip(targets, predictions))
   return {"accuracy": 100.0 * hits / len(targets)}
+
+
+def pretraining_loss(targets: Sequence, scores: Sequence) -> Dict[str, float]:
+  """Mean pre-training loss of an eval split, overall and per example kind.
+
+  A seqio *score* metric (`fn(targets, scores)`): `scores` are `SlamModel.score_batch`'s
+  per-example losses and `targets` each example's `kind` feature (seqio.Evaluator with
+  `target_field_name = 'kind'`, as gin/t5x/eval.gin binds). This is what
+  `python -m t5x.eval` reports for the pre-training tasks.
+  """
+  from slam_jax import types  # pylint: disable=g-import-not-at-top
+  _check_lengths(targets, scores)
+  kinds = np.asarray([np.asarray(t).reshape(-1)[0] for t in targets], np.int64)
+  values = np.asarray(scores, np.float64).reshape(-1)
+  out = {"loss": float(values.mean())}
+  for kind, name in types.KIND_NAMES.items():
+    if (kinds == kind).any():
+      out[f"loss/{name}"] = float(values[kinds == kind].mean())
+  return out
 
 
 def recall_at_k(similarity: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> Dict[str, float]:

@@ -173,6 +173,10 @@ class SlamModel(t5x_models.BaseModel):
       leaves (logical axis names) with keys suffixed '_axes'}. `partitioning.boxed_params` turns it back into
       `nn.LogicallyPartitioned` boxes.
     """
+    input_shapes = dict(input_shapes)
+    if types.KIND not in input_shapes and types.SPEECH_FEATURES in input_shapes:
+      # seqio's Evaluator (t5x.eval) lists only features of rank > 0; kind is [batch].
+      input_shapes[types.KIND] = tuple(input_shapes[types.SPEECH_FEATURES][:1])
     missing = set(types.MODEL_FEATURES) - set(input_shapes)
     if missing:
       raise ValueError(f"input_shapes lacks model features {sorted(missing)}")

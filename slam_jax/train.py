@@ -218,7 +218,8 @@ def _check_args(model_dir, batch_size, train_steps, log_every, max_bad_steps, nu
                 stop_at_step, resume_step, healthy_ratio) -> None:
   """Rejects values that would otherwise fail late (after compiling) or silently misbehave."""
   checks = [
-      (model_dir, "train.model_dir (MODEL_DIR) is empty: give a directory for checkpoints."),
+      (model_dir, "train.model_dir (MODEL_DIR) is not set: give a directory for checkpoints, "
+                  "e.g. --gin.MODEL_DIR=\"'runs/my_run'\"."),
       (isinstance(batch_size, int) and batch_size >= 1, f"BATCH_SIZE={batch_size!r}: must be >= 1."),
       (isinstance(train_steps, int) and train_steps >= 1,
        f"TRAIN_STEPS={train_steps!r}: must be an integer >= 1."),

@@ -32,7 +32,7 @@ MODEL_FEATURES = (SPEECH_FEATURES, SPEECH_MASK, TEXT_TOKENS, TEXT_SEGMENT_IDS, T
 # Task-level (seqio) feature names, before the converter.
 TASK_SPEECH = "speech"  # float32 [frames, num_mel_bins] (seqio.ContinuousFeature(rank=2))
 TASK_TEXT = "text"  # int32 [length] SentencePiece ids (EOS appended)
-TASK_KIND = "kind"  # int32 scalar
+TASK_KIND = "kind"  # int32 [1] (the converter also takes a scalar)
 
 NUM_MEL_BINS = 80
 SAMPLE_RATE = 16000

@@ -3,7 +3,8 @@
 Every task emits the same three features (slam_jax/types.py), so any of them mix:
   speech: seqio.ContinuousFeature(float32, rank=2)  [frames, 80] log-mel
   text:   seqio.Feature(SentencePiece vocabulary)     [tokens] ids ending in EOS
-  kind:   seqio.Feature(rank=0)                        types.KIND_*
+  kind:   seqio.Feature(rank=1)                        [1]: types.KIND_* (a vector of one, not a
+          scalar: seqio's Evaluator, which t5x.eval runs, measures every feature's length)
 
 Settings resolved when a dataset is built (so gin bindings parsed after `import tasks` apply):
 `slam_jax.data.features.LogMelConfig`, `slam_jax.data.filters.FilterConfig`,
@@ -18,6 +19,7 @@ import gin
 import seqio
 import tensorflow as tf
 
+from slam_jax import metrics as metrics_lib
 from slam_jax import types
 from slam_jax.data import deferred_vocab
 from slam_jax.data import features as features_lib
@@ -57,7 +59,7 @@ def output_features(vocabulary: seqio.Vocabulary) -> Dict[str, seqio.Feature]:
       types.TASK_SPEECH: seqio.ContinuousFeature(dtype=tf.float32, rank=2),
       types.TASK_TEXT: seqio.Feature(vocabulary=vocabulary, add_eos=True, dtype=tf.int32),
       types.TASK_KIND: seqio.Feature(vocabulary=KIND_VOCABULARY, add_eos=False, dtype=tf.int32,
-                                     rank=0),
+                                     rank=1),
   }
 
 
@@ -116,12 +118,16 @@ def preprocessors(task_name: str, kind: int, vocabulary: seqio.Vocabulary,
 def register_task(name: str, source: seqio.DataSource, kind: int,
                   vocabulary: seqio.Vocabulary, to_raw: Callable,
                   shuffle_buffer_size: int = 1000) -> seqio.Task:
-  """(Re)registers a slam task: an existing task of that name is replaced."""
+  """(Re)registers a slam task: an existing task of that name is replaced.
+
+  Its metric is the mean pre-training loss, overall and per kind (`metrics.pretraining_loss`, a
+  seqio score metric): what `python -m t5x.eval --gin_file=gin/t5x/eval.gin` reports.
+  """
   seqio.TaskRegistry.remove(name)
   return seqio.TaskRegistry.add(
       name, source=source, output_features=output_features(vocabulary),
       preprocessors=preprocessors(name, kind, vocabulary, to_raw),
-      shuffle_buffer_size=shuffle_buffer_size)
+      metric_fns=[metrics_lib.pretraining_loss], shuffle_buffer_size=shuffle_buffer_size)
 
 
 def register_mixture(name: str, tasks_and_rates) -> seqio.Mixture:

@@ -71,7 +71,7 @@ def _finalize_with_label(ds: tf.data.Dataset) -> tf.data.Dataset:
   def fn(ex):
     return {types.TASK_SPEECH: tf.zeros([0, types.NUM_MEL_BINS], tf.float32),
             types.TASK_TEXT: ex[types.TASK_TEXT],
-            types.TASK_KIND: tf.constant(types.KIND_TEXT, tf.int32), "id": ex["id"],
+            types.TASK_KIND: tf.constant([types.KIND_TEXT], tf.int32), "id": ex["id"],
             LABEL: tf.cast(ex[LABEL], tf.int32)}
   return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 

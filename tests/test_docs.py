@@ -130,6 +130,8 @@ CHECKERS = {
     "slam_jax.convert": _argparse_checker("slam_jax.convert"),
     "slam_jax.embed": _argparse_checker("slam_jax.embed"),
     "t5x.train": _check_t5x_train,
+    "t5x.eval": _check_t5x_train,
+    "t5x.infer": _check_t5x_train,
     "slam_jax.train": _check_train,
     "slam_jax.bench": _check_bench,
     "slam_jax.bench.compile_cost": _argparse_checker("slam_jax.bench.compile_cost"),

@@ -181,6 +181,39 @@ def test_t5x_train_writes_and_restores_a_checkpoint(tiny_corpus, tmp_path):
   assert f"Restoring checkpoint from {tmp_path}/checkpoint_1" in second.stderr
   assert "steps 1-2" in second.stderr
   assert os.path.isdir(tmp_path / "checkpoint_2")
+  _t5x_eval_and_infer_agree(tiny_corpus, tmp_path, env)
+
+
+def _t5x_eval_and_infer_agree(tiny_corpus, run_dir, env):
+  """`python -m t5x.eval` and `python -m t5x.infer` (score mode) on that checkpoint: eval reports
+  each task's mean pre-training loss (per kind), infer one score per validation example, in the
+  split's order, whose mean is eval's loss."""
+  import json  # pylint: disable=g-import-not-at-top
+  import seqio  # pylint: disable=g-import-not-at-top
+  from tasks import demo  # pylint: disable=g-import-not-at-top
+  ckpt = f"--gin.CHECKPOINT_PATH='{run_dir}/checkpoint_2'"
+  experiment = "--gin_file=gin/experiments/test_tiny_demo.gin"
+  for script, run_layer, out in (("t5x.eval", "eval.gin", "EVAL_OUTPUT_DIR"),
+                                 ("t5x.infer", "infer_score.gin", "INFER_OUTPUT_DIR")):
+    proc = subprocess.run(
+        [sys.executable, "-m", script, f"--gin_file=gin/t5x/{run_layer}", experiment, ckpt,
+         f"--gin.{out}='{run_dir}/{script}'"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  demo.register_demo_tasks(tiny_corpus)
+  lengths = {"speech": 64, "text": 16}  # gin/experiments/test_tiny_demo.gin
+  for name, kind in (("slam_demo_text", "text"), ("slam_demo_speech", "speech"),
+                     ("slam_demo_paired", "paired")):
+    with open(run_dir / "t5x.eval" / "inference_eval" / f"{name}-metrics.jsonl") as f:
+      metrics = json.loads(f.read().splitlines()[-1])
+    assert metrics["step"] == 2 and set(metrics) == {"step", "loss", f"loss/{kind}"}, metrics
+    assert 0 < metrics["loss"] < 20 and metrics["loss"] == metrics[f"loss/{kind}"]
+    with open(run_dir / "t5x.infer" / f"{name}-score.jsonl-00000-of-00001") as f:
+      rows = [json.loads(line) for line in f]
+    split = seqio.get_mixture_or_task(name).get_dataset(lengths, split="validation",
+                                                        shuffle=False, num_epochs=1)
+    assert [r["inputs"]["id"] for r in rows] == [x["id"].decode() for x in split.as_numpy_iterator()]
+    np.testing.assert_allclose(np.mean([r["score"] for r in rows]), metrics["loss"], rtol=1e-5)
 
 
 _TWO_DEVICE_SCRIPT = textwrap.dedent("""

@@ -34,6 +34,11 @@ from slam_jax import types
 _Spec = seqio.FeatureConverter.FeatureSpec
 
 
+def _kind(ex) -> tf.Tensor:
+  """The example's kind as an int32 scalar, from the task feature ([1], or a scalar)."""
+  return tf.reshape(tf.cast(ex[types.TASK_KIND], tf.int32), [])
+
+
 @gin.configurable(module="slam_jax.data.converters")
 class SlamFeatureConverter(seqio.FeatureConverter):
   """Maps {speech, text, kind} to the SLAM model batch row (see module docstring).
@@ -74,6 +79,13 @@ class SlamFeatureConverter(seqio.FeatureConverter):
     self._pack_window = pack_window
     self._num_mel_bins = num_mel_bins
 
+  def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
+               ) -> tf.data.Dataset:
+    # seqio's Evaluator passes a length for every task feature it measured, 'kind' ([1]) too;
+    # kind is not padded, so its length is dropped before seqio's check against TASK_FEATURES.
+    lengths = {k: v for k, v in task_feature_lengths.items() if k != types.TASK_KIND}
+    return super().__call__(ds, lengths)
+
   @property
   def pack_text(self) -> bool:
     return self._pack_text
@@ -100,7 +112,7 @@ class SlamFeatureConverter(seqio.FeatureConverter):
         types.TEXT_TOKENS: tf.ensure_shape(tf.pad(text, [[0, tokens - m]]), [tokens]),
         types.TEXT_SEGMENT_IDS: real,
         types.TEXT_POSITIONS: tf.range(tokens, dtype=tf.int32) * real,
-        types.KIND: tf.ensure_shape(tf.cast(ex[types.TASK_KIND], tf.int32), []),
+        types.KIND: _kind(ex),
     }
 
   def _packed_text_row(self, ex, frames: int, tokens: int):
@@ -126,7 +138,7 @@ class SlamFeatureConverter(seqio.FeatureConverter):
       return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
 
     def key_fn(ex):
-      return tf.cast(tf.equal(ex[types.TASK_KIND], types.KIND_TEXT), tf.int64)
+      return tf.cast(tf.equal(_kind(ex), types.KIND_TEXT), tf.int64)
 
     def reduce_fn(key, window):
       is_text = tf.equal(key, 1)

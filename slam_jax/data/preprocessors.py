@@ -211,5 +211,5 @@ def finalize(ds: tf.data.Dataset, *, kind: int,
     if text is None:
       text = tf.zeros([0], tf.int32)
     return {types.TASK_SPEECH: speech, types.TASK_TEXT: text,
-            types.TASK_KIND: tf.constant(kind, tf.int32), "id": ex.get("id", tf.constant(""))}
+            types.TASK_KIND: tf.constant([kind], tf.int32), "id": ex.get("id", tf.constant(""))}
   return ds.map(fn, num_parallel_calls=AUTOTUNE)

@@ -43,7 +43,7 @@ def test_gin_data_dir_is_read_when_the_dataset_is_built(tiny_corpus, gin_config)
   gin_config.bind_parameter("demo_mixture_rates.speech", 0.0)
   gin_config.bind_parameter("demo_mixture_rates.paired", 0.0)
   ds = seqio.get_mixture_or_task("slam_demo").get_dataset({"speech": 600, "text": 64}, seed=0)
-  kinds = [int(x["kind"]) for x in ds.take(6).as_numpy_iterator()]
+  kinds = [int(x["kind"][0]) for x in ds.take(6).as_numpy_iterator()]
   assert kinds == [types.KIND_TEXT] * 6
   vocab = seqio.get_mixture_or_task("slam_demo_text").output_features["text"].vocabulary
   assert vocab.sentencepiece_model_file.startswith(tiny_corpus)

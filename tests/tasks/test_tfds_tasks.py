@@ -50,7 +50,7 @@ def test_task_features(mocked, name, kind):
   ds = seqio.get_mixture_or_task(name).get_dataset(LENGTHS, split="train", shuffle=False,
                                                    num_epochs=1)
   examples = list(ds.as_numpy_iterator())
-  assert len(examples) == 10 and all(int(x["kind"]) == kind for x in examples)
+  assert len(examples) == 10 and all(x["kind"].tolist() == [kind] for x in examples)
   for i, x in enumerate(examples):
     frames = x["speech"].shape[0]
     if kind == types.KIND_TEXT:

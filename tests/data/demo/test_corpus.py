@@ -57,7 +57,9 @@ def test_layout_and_manifest(tiny_corpus):
 def test_same_seed_same_bytes(tiny_corpus, tmp_path):
   again = json.loads(json.dumps(corpus.build(str(tmp_path / "again"), seed=0, size_name="tiny",
                                              workers=2)))
-  assert _digest(str(tmp_path / "again")) == _digest(tiny_corpus)
+  # vocab/chars.* is derived later, on first use of the character ASR task (tasks/downstream.py).
+  shared = {k: v for k, v in _digest(tiny_corpus).items() if not k.startswith("vocab/chars.")}
+  assert _digest(str(tmp_path / "again")) == shared
   with open(os.path.join(tiny_corpus, "manifest.json")) as f:
     first = json.load(f)
   for m in (first, again):
