@@ -8,7 +8,7 @@
 # Further arguments go to every fine-tuning run, e.g. a linear probe (encoder frozen throughout):
 #   ./launch/downstream_demo.sh runs/demo600 --gin.FREEZE_ENCODER_STEPS=1000000
 # Budget knobs (environment): PRETRAIN_STEPS (600), CTC_STEPS (400), CLS_STEPS (200),
-# RETRIEVAL_PAIRS (50), OUT (runs/downstream_demo-<time>).
+# RETRIEVAL_PAIRS (50; 0 skips retrieval), OUT (runs/downstream_demo-<time>).
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 export SLAM_DATA_DIR="${SLAM_DATA_DIR:-$PWD/data/demo}"
 if [[ ! -f "$SLAM_DATA_DIR/manifest.json" ]]; then
@@ -37,10 +37,12 @@ for task in ctc cls; do
       | grep -E "^\[finetune\]|^step" | tail -n 6
   done
 done
-echo "[downstream_demo] retrieval on ${RETRIEVAL_PAIRS:-50} held-out pairs"
-python -m slam_jax.finetune.retrieval --gin_file=gin/experiments/slam_demo_tiny.gin \
-  --gin.MODEL_DIR="'$PRE'" --checkpoint="$PRE" --num_pairs="${RETRIEVAL_PAIRS:-50}" \
-  --output="$OUT/retrieval.json"
+if [[ "${RETRIEVAL_PAIRS:-50}" != 0 ]]; then  # 0: no retrieval (it needs no fine-tuning)
+  echo "[downstream_demo] retrieval on ${RETRIEVAL_PAIRS:-50} held-out pairs"
+  python -m slam_jax.finetune.retrieval --gin_file=gin/experiments/slam_demo_tiny.gin \
+    --gin.MODEL_DIR="'$PRE'" --checkpoint="$PRE" --num_pairs="${RETRIEVAL_PAIRS:-50}" \
+    --output="$OUT/retrieval.json"
+fi
 echo
 echo "[downstream_demo] $OUT, $(( ($(date +%s) - START) / 60 )) min"
 python -m slam_jax.finetune.report "$OUT" | tee "$OUT/table.md"

@@ -15,6 +15,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from slam_jax import types
+
 
 def _check_lengths(targets: Sequence, predictions: Sequence) -> None:
   if len(targets) != len(predictions):
@@ -55,7 +57,6 @@ def pretraining_loss(targets: Sequence, scores: Sequence) -> Dict[str, float]:
   `target_field_name = 'kind'`, as gin/t5x/eval.gin binds). This is what
   `python -m t5x.eval` reports for the pre-training tasks.
   """
-  from slam_jax import types  # pylint: disable=g-import-not-at-top
   _check_lengths(targets, scores)
   kinds = np.asarray([np.asarray(t).reshape(-1)[0] for t in targets], np.int64)
   values = np.asarray(scores, np.float64).reshape(-1)

@@ -52,3 +52,13 @@ def test_recall_at_k_known_answer():
 def test_recall_ties_count_against():
   out = metrics.recall_at_k(np.ones((4, 4)), ks=(1, 4))
   assert out["speech_to_text/R@1"] == 0.0 and out["speech_to_text/R@4"] == 100.0
+
+
+def test_pretraining_loss_means_overall_and_per_kind():
+  # Targets as seqio's Evaluator hands them over: each example's `kind` feature ([1]).
+  kinds = [np.array([0]), np.array([2]), np.array([0]), np.array([1])]
+  out = metrics.pretraining_loss(kinds, [1.0, 4.0, 3.0, 8.0])
+  assert out == {"loss": 4.0, "loss/text": 2.0, "loss/speech": 8.0, "loss/paired": 4.0}
+  assert metrics.pretraining_loss([np.array([1])], [2.5]) == {"loss": 2.5, "loss/speech": 2.5}
+  with pytest.raises(ValueError, match="2 targets but 1"):
+    metrics.pretraining_loss(kinds[:2], [1.0])
