@@ -52,6 +52,14 @@ def ctc_loss(logits: jnp.ndarray, logit_valid: jnp.ndarray, labels: jnp.ndarray,
                         blank_id=blank_id)
 
 
+def min_frames(labels: jnp.ndarray, label_valid: jnp.ndarray) -> jnp.ndarray:
+  """Frames a CTC alignment of each [B, L] target needs, int32 [B]: its length plus one blank
+  between each pair of equal neighbours."""
+  valid = label_valid.astype(jnp.int32)
+  repeats = jnp.sum((labels[:, 1:] == labels[:, :-1]) * valid[:, 1:] * valid[:, :-1], axis=1)
+  return jnp.sum(valid, axis=1) + repeats
+
+
 def targets_of(batch: Mapping[str, Any]) -> Tuple[jnp.ndarray, jnp.ndarray]:
   """(labels [B, L], valid [B, L]): the transcript's ids without EOS and padding."""
   tokens = batch[types.TEXT_TOKENS]
@@ -211,7 +219,13 @@ class CtcAsrModel(task_model.DownstreamModel):
                                          rngs=rngs)
     labels, label_valid = targets_of(batch)
     per_utt = ctc_loss(logits, logit_valid, labels, label_valid)
+    # An utterance whose transcript needs more frames than the encoder gives it has no
+    # alignment (optax returns a huge loss that swamps the batch): left out and counted, like
+    # PyTorch's CTCLoss(zero_infinity=True) in wav2vec 2.0 / fairseq fine-tuning.
+    feasible = min_frames(labels, label_valid) <= jnp.sum(logit_valid, axis=1)
     rows = self.valid_rows(batch)
+    infeasible = jnp.sum(rows * (1.0 - feasible))
+    rows = rows * feasible
     lengths = jnp.sum(label_valid, axis=1).astype(jnp.float32) * rows
     per_utt = jnp.where(rows > 0, per_utt, 0.0)
     loss = jnp.sum(per_utt) / jnp.maximum(jnp.sum(lengths), 1.0)
@@ -219,7 +233,7 @@ class CtcAsrModel(task_model.DownstreamModel):
     blank_share = jnp.sum((jnp.argmax(logits, -1) == BLANK_ID) & logit_valid) / jnp.maximum(
         jnp.sum(logit_valid), 1)
     return loss, {"ctc/loss": loss, "ctc/utterance_loss": jnp.sum(per_utt) / jnp.maximum(
-        jnp.sum(rows), 1.0), "ctc/blank_share": blank_share}
+        jnp.sum(rows), 1.0), "ctc/blank_share": blank_share, "ctc/infeasible": infeasible}
 
   def predict(self, params, batch):
     logits, valid = self.net.apply({"params": params}, batch[types.SPEECH_FEATURES],

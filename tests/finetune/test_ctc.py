@@ -72,3 +72,38 @@ def test_prefix_beam_search_agrees_with_greedy_on_peaked_input():
   log_probs[np.arange(20), ids] = np.log(0.95)
   greedy = ctc.greedy_decode(ids[None], np.ones((1, 20), bool))[0]
   assert ctc.prefix_beam_search(log_probs, beam_size=8) == greedy
+
+
+def test_min_frames_counts_a_blank_between_equal_neighbours():
+  labels = jnp.array([[2, 2, 3, 3, 3], [4, 5, 4, 0, 0], [6, 6, 0, 0, 0]])
+  valid = jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
+  assert ctc.min_frames(labels, valid).tolist() == [5 + 3, 3, 1]
+
+
+def test_infeasible_utterances_are_left_out_and_counted():
+  """A transcript longer than its frames has no alignment: without care optax's huge loss for it
+  swamps the batch (the demo's step 325 read 125 instead of ~2.8)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from slam_jax import partitioning  # pylint: disable=g-import-not-at-top
+  from slam_jax import types  # pylint: disable=g-import-not-at-top
+  from slam_jax.models import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
+
+  class Vocab:
+    vocab_size = 8
+
+  model = ctc.CtcAsrModel(encoder_lib.get_preset("tiny", dropout_rate=0.0), Vocab())
+  rng = np.random.default_rng(0)
+  frames = 16  # 4 encoder frames after 4x subsampling
+  labels = np.array([[2, 3, 1, 0, 0, 0, 0], [2, 3, 4, 5, 6, 7, 1]], np.int32)  # 2 and 6 targets
+  batch = {
+      types.SPEECH_FEATURES: rng.normal(size=(2, frames, 80)).astype(np.float32),
+      types.SPEECH_MASK: np.ones((2, frames), np.int32),
+      types.TEXT_TOKENS: labels, types.TEXT_SEGMENT_IDS: (labels > 0).astype(np.int32),
+      types.TEXT_POSITIONS: np.tile(np.arange(7, dtype=np.int32), (2, 1)),
+      types.KIND: np.full((2,), types.KIND_PAIRED, np.int32)}
+  params = partitioning.unbox(model.init(jax.random.PRNGKey(0), batch))
+  loss, metrics = model.loss_fn(params, batch, None)
+  alone, _ = model.loss_fn(params, {k: v[:1] for k, v in batch.items()}, None)
+  assert float(metrics["ctc/infeasible"]) == 1.0
+  np.testing.assert_allclose(float(loss), float(alone), rtol=1e-6)
+  assert float(loss) < 10
