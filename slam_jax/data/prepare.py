@@ -372,13 +372,13 @@ def _fingerprint_path(stats_path: str) -> str:
 
 def _finished_with(stats_path: str, path: str) -> Optional[str]:
   """The fingerprint recorded for a finished shard, "" for an old one without; None: unfinished."""
-  gfile = _gfile()
-  if not (gfile.exists(path) and gfile.exists(stats_path)):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(stats_path)):
     return None
   try:
-    with gfile.GFile(_fingerprint_path(stats_path)) as f:
+    with tf.io.gfile.GFile(_fingerprint_path(stats_path)) as f:
       return f.read().strip()
-  except Exception:  # pylint: disable=broad-except  (tf.errors.NotFoundError)
+  except tf.errors.NotFoundError:
     return ""
 
 
