@@ -373,10 +373,11 @@ def _fingerprint_path(stats_path: str) -> str:
 def _finished_with(stats_path: str, path: str) -> Optional[str]:
   """The fingerprint recorded for a finished shard, "" for an old one without; None: unfinished."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(stats_path)):
+  gfile = _gfile()
+  if not (gfile.exists(path) and gfile.exists(stats_path)):
     return None
   try:
-    with tf.io.gfile.GFile(_fingerprint_path(stats_path)) as f:
+    with gfile.GFile(_fingerprint_path(stats_path)) as f:
       return f.read().strip()
   except tf.errors.NotFoundError:
     return ""
@@ -395,14 +396,21 @@ class ShardPlan:
   utterances: this shard's utterances (number i of the sorted corpus goes to shard i % N).
   corpus_events: corpus-level findings (malformed lines, duplicate ids, skipped files), counted
     with shard 0 only.
-  fingerprint: of the inputs and settings (see `fingerprint`): a finished shard whose recorded
-    fingerprint matches is not redone.
+  src: the corpus root (audio paths are fingerprinted relative to it).
   """
   shard: int
   num_shards: int
   utterances: List[layout.Utterance]
   corpus_events: List[Event]
-  fingerprint: str
+  src: str
+
+  def fingerprint(self, config: "PrepareConfig") -> str:
+    """Of this shard's inputs and settings (see `fingerprint`), computed where the shard is
+    written, so the launcher never stats the whole corpus. Shard 0 also covers the skipped
+    files it counts: adding or removing one redoes it."""
+    skipped = [layout.Utterance(e.where, None, None, "") for e in self.corpus_events
+               if e.reason == "skipped_file"]
+    return fingerprint(self.utterances + skipped, config, self.num_shards, self.src)
 
   def to_json(self) -> Dict:
     return dataclasses.asdict(self)
@@ -410,7 +418,7 @@ class ShardPlan:
   @classmethod
   def from_json(cls, d: Dict) -> "ShardPlan":
     return cls(d["shard"], d["num_shards"], [layout.Utterance(**u) for u in d["utterances"]],
-               [Event(**e) for e in d["corpus_events"]], d["fingerprint"])
+               [Event(**e) for e in d["corpus_events"]], d["src"])
 
 
 def plan_shards(src: str, config: PrepareConfig, num_shards: Optional[int] = None,
@@ -430,15 +438,10 @@ def plan_shards(src: str, config: PrepareConfig, num_shards: Optional[int] = Non
       + [Event("duplicate_id", uid, "id seen twice", False) for uid in scan.duplicate_ids]
       + [Event("skipped_file", file, "neither audio (by content) nor *.trans.txt", True)
          for file in scan.skipped_files])
-  plans = []
-  for shard in range(num_shards):
-    mine = utts[shard::num_shards]
-    # Shard 0 also counts the corpus-level findings, so they are part of its inputs.
-    extra = ([layout.Utterance(f, None, None, "") for f in scan.skipped_files]
-             if shard == 0 else [])
-    plans.append(ShardPlan(shard, num_shards, mine, corpus_events if shard == 0 else [],
-                           fingerprint(mine + extra, config, num_shards, src)))
-  return plans
+  # Shard 0 also counts the corpus-level findings, so they are part of its inputs.
+  return [ShardPlan(shard, num_shards, utts[shard::num_shards],
+                    corpus_events if shard == 0 else [], src)
+          for shard in range(num_shards)]
 
 
 def write_shard(plan: ShardPlan, config: PrepareConfig, out_dir: str, split: str,
@@ -456,11 +459,12 @@ def write_shard(plan: ShardPlan, config: PrepareConfig, out_dir: str, split: str
   path = shard_path(out_dir, split, plan.shard, plan.num_shards)
   stats_path = _stats_path(out_dir, split, plan.shard, plan.num_shards)
   recorded = _finished_with(stats_path, path)
+  digest = plan.fingerprint(config)
   if not overwrite and recorded is not None:
-    if recorded == plan.fingerprint:
+    if recorded == digest:
       return None
     logging.warning("prepare: %s was made from other inputs or settings (fingerprint %s, now "
-                    "%s): redoing it", path, recorded[:12] or "none", plan.fingerprint[:12])
+                    "%s): redoing it", path, recorded[:12] or "none", digest[:12])
   gfile.makedirs(os.path.dirname(stats_path))
   stats = Stats(config.max_logged)
   for event in plan.corpus_events:
@@ -483,7 +487,7 @@ def write_shard(plan: ShardPlan, config: PrepareConfig, out_dir: str, split: str
   with gfile.GFile(stats_path, "w") as f:
     json.dump(stats.to_json(), f, indent=1)
   with gfile.GFile(_fingerprint_path(stats_path), "w") as f:
-    f.write(plan.fingerprint)
+    f.write(digest)
   return stats.to_json()
 
 

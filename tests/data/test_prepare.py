@@ -211,6 +211,12 @@ def test_changed_sources_redo_finished_shards_and_empty_sources_warn(tmp_path, c
   caplog.clear()
   prepare.prepare(str(src), out, "train", num_shards=1)  # Unchanged: reused silently.
   assert "redoing" not in caplog.text
+  (src / "notes.md").write_text("not audio")  # A new skipped file changes shard 0's findings.
+  summary = prepare.prepare(str(src), out, "train", num_shards=1)
+  assert "redoing it" in caplog.text and summary["counts"].get("skipped_file") == 1
+  caplog.clear()
+  prepare.prepare(str(src), out, "train", num_shards=1)
+  assert "redoing" not in caplog.text
 
 
 def test_serialized_examples_do_not_depend_on_the_hash_seed():
