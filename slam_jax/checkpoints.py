@@ -109,6 +109,8 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, config: CheckpointConfig = CheckpointConfig()):
+    if "://" not in directory:  # orbax refuses relative local paths; gs:// etc. stay as given.
+      directory = os.path.abspath(os.path.expanduser(directory))
     self.directory = directory
     self.config = config
     options = ocp.CheckpointManagerOptions(

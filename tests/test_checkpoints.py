@@ -35,6 +35,18 @@ def test_round_trip_with_data_position(tmp_path):
   ckpt.close()
 
 
+def test_relative_directory_is_made_absolute(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  ckpt = checkpoints_lib.Checkpointer("run/checkpoints")
+  assert ckpt.directory == str(tmp_path / "run" / "checkpoints")
+  assert ckpt.save(2, _state(2.0), {"batches_consumed": 2}, force=True)
+  ckpt.close()
+  reader = checkpoints_lib.Checkpointer("run/checkpoints")  # orbax refuses relative paths
+  step, state, _ = reader.restore_raw()
+  assert step == 2 and float(np.asarray(state["params"]["w"])[0, 0]) == 2.0
+  reader.close()
+
+
 def test_keeps_only_the_newest(tmp_path):
   ckpt = checkpoints_lib.Checkpointer(str(tmp_path), checkpoints_lib.CheckpointConfig(
       save_every_steps=1, keep=2))
