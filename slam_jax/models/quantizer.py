@@ -44,6 +44,12 @@ class QuantizerConfig:
     temperature_start: Gumbel temperature at step 0 (wav2vec 2.0: 2).
     temperature_end: floor of the temperature (wav2vec 2.0 BASE: 0.5, LARGE: 0.1).
     temperature_decay: per-step multiplicative decay (wav2vec 2.0: 0.999995).
+    logits_init_stddev: the logits projection starts with N(0, stddev^2) weights and zero biases;
+      fairseq's wav2vec 2.0 and fairseq2's w2v-BERT use 1.0, not 1/sqrt(dim). With unit-scale
+      features the logits then spread over ~sqrt(dim), so from the first step the input, not the
+      Gumbel noise, picks the codes and the contrastive / masked-prediction targets are
+      predictable. None: lecun_normal (1/sqrt(dim)), under which the demo's contrastive loss sat
+      at chance, ln(K + 1), for its first ~430 steps (docs/objectives.md).
   """
 
   num_groups: int = 1
@@ -52,6 +58,7 @@ class QuantizerConfig:
   temperature_start: float = 2.0
   temperature_end: float = 0.5
   temperature_decay: float = 0.999995
+  logits_init_stddev: Optional[float] = 1.0
 
   def __post_init__(self):
     if self.num_groups < 1 or self.num_entries < 2:
@@ -150,8 +157,11 @@ class GumbelQuantizer(nn.Module):
     g, v = cfg.num_groups, cfg.num_entries
     # The projection in fp32 (its matmul is small next to the encoder's): logits, their softmax,
     # the Gumbel perturbation and the argmax must not see bf16 rounding.
+    init = (None if cfg.logits_init_stddev is None
+            else nn.initializers.normal(stddev=cfg.logits_init_stddev))
     logits = layers_lib.dense((g, v), ("embed", "codebook", None), dtype=jnp.float32,
-                              name="logits")(features.astype(jnp.float32))  # [B, T, G, V]
+                              name="logits", kernel_init=init)(
+                                  features.astype(jnp.float32))  # [B, T, G, V]
     codebook = self.param(
         "codebook", layers_lib.partitioned(nn.initializers.normal(stddev=1.0),
                                            ("codebook", None, None)),

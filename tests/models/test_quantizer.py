@@ -128,3 +128,22 @@ def test_straight_through_gradient_reaches_features_and_padding_gets_none():
 def test_config_validation():
   with pytest.raises(ValueError, match="code_dim"):
     quantizer_lib.QuantizerConfig(num_groups=3, code_dim=8)
+
+
+@pytest.mark.parametrize("stddev,agree_range", [(1.0, (0.75, 1.0)), (None, (0.0, 0.6))])
+def test_input_not_gumbel_noise_picks_the_codes_at_init(stddev, agree_range):
+  """fairseq's N(0, 1) logits init (default): at the start temperature 2, the sampled code of a
+  unit-scale frame mostly equals its noise-free argmax, so the targets depend on the input. Under
+  lecun_normal (None) the noise picks most codes: the demo's contrastive loss stayed at chance."""
+  cfg = quantizer_lib.QuantizerConfig(num_groups=1, num_entries=64, code_dim=16,
+                                      logits_init_stddev=stddev)
+  features = jax.random.normal(jax.random.key(0), (4, 200, 96))  # LayerNorm'd frames: unit scale
+  weights = jnp.ones((4, 200))
+  q = quantizer_lib.GumbelQuantizer(cfg)
+  variables = q.init(jax.random.key(1), features, weights)
+  kernel = np.asarray(nn.unbox(variables["params"]["logits"]["kernel"]))
+  np.testing.assert_allclose(kernel.std(), 1.0 if stddev else 1 / np.sqrt(96), rtol=0.05)
+  out = q.apply(variables, features, weights, deterministic=False, step=0,
+                rngs={"gumbel": jax.random.key(2)})
+  agree = float(np.mean(np.asarray(out.quantized_ids) == np.asarray(out.ids)))
+  assert agree_range[0] <= agree <= agree_range[1], agree
