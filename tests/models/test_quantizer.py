@@ -37,8 +37,11 @@ def test_shapes_and_hard_codes():
 
 
 def _logits(variables, features):
+  """numpy reference: each frame standardised over its features (eps 1e-5), then projected."""
   p = nn.unbox(variables["params"]["logits"])
-  return np.einsum("btd,dgv->btgv", np.asarray(features, np.float64),
+  x = np.asarray(features, np.float64)
+  x = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+  return np.einsum("btd,dgv->btgv", x,
                    np.asarray(p["kernel"], np.float64)) + np.asarray(p["bias"], np.float64)
 
 
@@ -147,3 +150,20 @@ def test_input_not_gumbel_noise_picks_the_codes_at_init(stddev, agree_range):
                 rngs={"gumbel": jax.random.key(2)})
   agree = float(np.mean(np.asarray(out.quantized_ids) == np.asarray(out.ids)))
   assert agree_range[0] <= agree <= agree_range[1], agree
+
+
+def test_normalised_input_makes_the_codes_independent_of_the_feature_scale():
+  """The diversity loss cannot flatten the logits by shrinking the features (it did on the demo):
+  with normalize_input (default) the logits of features / 10 equal those of the features (up to
+  the norm's epsilon); without it they are 10x flatter."""
+  features = jax.random.normal(jax.random.key(0), (2, 30, 16)) + 0.5
+  weights = jnp.ones((2, 30))
+  for normalize, same in ((True, True), (False, False)):
+    cfg = quantizer_lib.QuantizerConfig(num_groups=1, num_entries=8, code_dim=4,
+                                        normalize_input=normalize)
+    q = quantizer_lib.GumbelQuantizer(cfg)
+    variables = q.init(jax.random.key(1), features, weights)
+    a, b = (q.apply(variables, x, weights) for x in (features, features / 10))
+    assert np.allclose(a.probs, b.probs, atol=1e-3) == same
+    if same:
+      np.testing.assert_array_equal(a.ids, b.ids)
