@@ -208,7 +208,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
       (loss, metrics, grads), _ = jax.lax.scan(body, first, (jnp.arange(1, n), rest))
       loss, metrics = jax.tree_util.tree_map(lambda x: x / n, (loss, metrics))
 
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optim_lib.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
     # A conditional, not a select per state leaf: the update runs only on finite steps, and a
@@ -221,7 +221,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
       extra = ({"grad_norm": grad_norm}
                if isinstance(tx, optax.GradientTransformationExtraArgs) else {})
       updates, new_opt_state = tx.update(grads, opt_state, params, **extra)
-      return optax.apply_updates(params, updates), new_opt_state, optax.global_norm(updates)
+      return (optax.apply_updates(params, updates), new_opt_state,
+              optim_lib.global_norm(updates))
 
     def skip(params_and_opt):
       params, opt_state = params_and_opt
@@ -240,7 +241,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
     metrics.update(
         loss=loss,
         grad_norm=grad_norm,
-        param_norm=optax.global_norm(state.params),
+        param_norm=optim_lib.global_norm(state.params),
         update_norm=update_norm,
         nonfinite=jnp.logical_not(finite).astype(jnp.int32),
         bad_steps=new_state.bad_steps,

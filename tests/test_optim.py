@@ -89,3 +89,17 @@ def test_given_grad_norm_is_the_one_clipped_with():
   for big, true in zip(jax.tree_util.tree_leaves(state_big.mu),
                        jax.tree_util.tree_leaves(state_true.mu)):
     np.testing.assert_allclose(np.asarray(big), np.asarray(true) / 4.0, rtol=1e-6)
+
+
+def test_global_norm_is_the_float64_norm_of_all_leaves():
+  rng = np.random.default_rng(0)
+  tree = {"a": jnp.asarray(rng.normal(size=(3, 5)), jnp.float32),
+          "b": [jnp.asarray(rng.normal(size=(7,)), jnp.bfloat16), jnp.asarray(2.5, jnp.float32)]}
+  leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(tree)]
+  expected = np.sqrt(sum(np.sum(x * x) for x in leaves))
+  norm = optim_lib.global_norm(tree)
+  assert norm.dtype == jnp.float32 and norm.shape == ()
+  np.testing.assert_allclose(float(norm), expected, rtol=1e-6)
+  np.testing.assert_allclose(float(optim_lib.global_norm({"a": tree["a"]})),
+                             float(optax.global_norm({"a": tree["a"]})), rtol=1e-6)
+  assert float(optim_lib.global_norm({})) == 0.0
