@@ -7,8 +7,8 @@
        --direct_running_mode multi_processing]
 
 The launcher scans DIR (a LibriSpeech / Libri-Light layout) and writes one plan per shard
-(CACHE_DIR/stats/.SPLIT-SSSSS-of-NNNNN.plan.json: its utterances; the worker fingerprints them); the
-pipeline then writes each shard on whichever worker gets it (`prepare.write_shard`: the same
+(CACHE_DIR/stats/.SPLIT-SSSSS-of-NNNNN.plan.json: its utterances; the worker fingerprints them);
+the pipeline then writes each shard on whichever worker gets it (`prepare.write_shard`: the same
 bytes, stats and fingerprints as `python -m slam_jax.data.prepare`) and, when all are done, the
 summary and the completion marker SPLIT.COMPLETED. Default runner: DirectRunner on this machine.
 

@@ -1,8 +1,8 @@
 """Gumbel-softmax product quantizer (wav2vec 2.0 §2/§3.2, arXiv 2006.11477; used by w2v-BERT).
 
-The feature encoder's (unmasked) frames, layer-normalised, are mapped to G x V logits; each of the G groups picks one
-of its V codebook entries (dimension code_dim / G) and the picks are concatenated into a code_dim
-vector. In training the pick is a straight-through Gumbel-softmax sample: the forward pass uses the
+The feature encoder's (unmasked) frames, layer-normalised, are mapped to G x V logits; each of the
+G groups picks one of its V codebook entries (dimension code_dim / G) and the picks are
+concatenated into a code_dim vector. In training the pick is a straight-through Gumbel-softmax sample: the forward pass uses the
 hard one-hot, the backward pass the gradient of the soft sample, so gradients reach the feature
 encoder. The Gumbel temperature decays with the step: tau(step) = max(start * decay^step, end).
 
