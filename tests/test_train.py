@@ -63,7 +63,7 @@ def test_loss_falls(tmp_path):
   assert os.path.exists(os.path.join(result.model_dir, "config.gin"))
   assert "make_model" in open(os.path.join(result.model_dir, "config.gin")).read()
   summary = train_lib.summarize(result)
-  assert "first 2 steps" in summary and result.checkpoint_dir in summary
+  assert "first 4 steps" in summary and result.checkpoint_dir in summary
 
 
 def test_stop_and_resume_in_new_process_matches_straight_run(tmp_path):
