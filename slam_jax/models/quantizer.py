@@ -2,9 +2,10 @@
 
 The feature encoder's (unmasked) frames, layer-normalised, are mapped to G x V logits; each of the
 G groups picks one of its V codebook entries (dimension code_dim / G) and the picks are
-concatenated into a code_dim vector. In training the pick is a straight-through Gumbel-softmax sample: the forward pass uses the
-hard one-hot, the backward pass the gradient of the soft sample, so gradients reach the feature
-encoder. The Gumbel temperature decays with the step: tau(step) = max(start * decay^step, end).
+concatenated into a code_dim vector. In training the pick is a straight-through Gumbel-softmax
+sample: the forward pass uses the hard one-hot, the backward pass the gradient of the soft sample,
+so gradients reach the feature encoder. The Gumbel temperature decays with the step: tau(step) =
+max(start * decay^step, end).
 
 Outputs: quantized vectors [B, T, code_dim] (the contrastive targets) with the codes they are made
 of (`quantized_ids`: the Gumbel-sampled codes in training); code ids [B, T, G] of the noise-free
