@@ -409,15 +409,15 @@ class SlamModel(t5x_models.BaseModel):
       metrics[f"examples/{name}"] = jnp.sum(of_kind).astype(jnp.float32) / scale
       metrics[f"rows/{name}"] = jnp.sum(of_kind & bearing).astype(jnp.float32) / local_rows
     metrics["rows/idle"] = jnp.sum(~bearing).astype(jnp.float32) / local_rows
+    code_frames = out.encoder.speech_valid & targets.speech_rows[:, None]  # the speech rows' frames
     metrics["codebook/code_perplexity"] = quantizer_lib.code_perplexity(
-        out.quantizer.ids, out.encoder.speech_valid & targets.speech_rows[:, None],
-        self.quantizer_config.num_entries)
-    # Share of the speech frames whose Gumbel-sampled code is the noise-free argmax: near 0 means
-    # the noise, not the input, picks the contrastive targets (docs/objectives.md); 1 in eval.
-    code_frames = (out.encoder.speech_valid & targets.speech_rows[:, None]).astype(jnp.float32)
+        out.quantizer.ids, code_frames, self.quantizer_config.num_entries)
+    # Share of those frames whose Gumbel-sampled code is the noise-free argmax: near 0 means the
+    # noise, not the input, picks the contrastive targets (docs/objectives.md); 1 in eval.
     same_code = jnp.all(out.quantizer.quantized_ids == out.quantizer.ids, axis=-1)
-    metrics["codebook/sampled_is_argmax"] = (jnp.sum(same_code * code_frames)
-                                             / jnp.maximum(jnp.sum(code_frames), 1.0))
+    frames = code_frames.astype(jnp.float32)
+    metrics["codebook/sampled_is_argmax"] = (jnp.sum(same_code * frames)
+                                             / jnp.maximum(jnp.sum(frames), 1.0))
     metrics["gumbel_temperature"] = out.quantizer.temperature
     return loss, metrics, {"outputs": out, "stm_logits": stm_logits, "prepared": batch}
 
