@@ -109,6 +109,13 @@ def demo_cls_sizes(train: int = 4000, validation: int = 500) -> Dict[str, int]:
   return {"train": train, "validation": validation}
 
 
+@gin.configurable
+def demo_asr_train_fraction(fraction: float = 1.0) -> float:
+  """Share of the demo ASR tasks' train utterances kept (a fixed subset by id hash): 0.1 is a
+  low-resource setting of ~200 utterances, where pre-training is expected to matter most."""
+  return fraction
+
+
 def _demo_cls_dataset(split: str, shuffle_files: bool = False, seed: Optional[int] = None):
   del shuffle_files, seed
   rows = demo_cls.examples(seed={"train": 1, "validation": 2}[split], n=demo_cls_sizes()[split])
@@ -145,13 +152,13 @@ def register_demo_downstream_tasks(data_dir: Optional[str] = None) -> None:
       DEMO_ASR_TASK,
       sources.PreparedSpeechSource(
           functools.partial(demo._prepared_pattern, data_dir, "paired"),  # pylint: disable=protected-access
-          demo.SPLITS, hint=hint),
+          demo.SPLITS, hint=hint, train_fraction=demo_asr_train_fraction),
       vocabulary, prep.from_prepared, shuffle_buffer_size=128)
   register_asr_task(
       DEMO_ASR_CHARS_TASK,
       sources.PreparedSpeechSource(
           functools.partial(demo._prepared_pattern, data_dir, "paired"),  # pylint: disable=protected-access
-          demo.SPLITS, hint=hint),
+          demo.SPLITS, hint=hint, train_fraction=demo_asr_train_fraction),
       common.make_vocabulary(functools.partial(_char_vocab_path, data_dir)), prep.from_prepared,
       shuffle_buffer_size=128)
   register_classification_task(

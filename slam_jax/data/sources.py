@@ -46,8 +46,12 @@ class PreparedSpeechSource(seqio.TFExampleDataSource):
   def __init__(self, pattern_fn: Callable[[str], str], splits: Sequence[str] = ("train",
                                                                               "validation"),
                hint: str = "run `python -m slam_jax.data.prepare --src DIR --out CACHE --split "
-                           "SPLIT` (or build the demo corpus)"):
+                           "SPLIT` (or build the demo corpus)",
+               train_fraction: Optional[Callable[[], float]] = None):
+    """`train_fraction()`, read when a dataset is built, keeps that share of the train split
+    (`keep_fraction`); None keeps all of it."""
     self._hint = hint
+    self._train_fraction = train_fraction
     super().__init__(split_to_filepattern=LazyPatterns(pattern_fn, splits),
                      feature_description=preprocessors.PREPARED_FEATURE_DESCRIPTION)
 
@@ -56,6 +60,21 @@ class PreparedSpeechSource(seqio.TFExampleDataSource):
     if not files:
       raise _missing(self._split_to_filepattern[split], self._hint)
     return files
+
+  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
+                  shard_info: Optional[seqio.ShardInfo] = None, **kwargs) -> tf.data.Dataset:
+    ds = super().get_dataset(split, shuffle, seed, shard_info, **kwargs)
+    fraction = self._train_fraction() if self._train_fraction and split == "train" else 1.0
+    return keep_fraction(ds, fraction) if fraction < 1.0 else ds
+
+
+def keep_fraction(ds: tf.data.Dataset, fraction: float, buckets: int = 10_000) -> tf.data.Dataset:
+  """The examples whose `id` hashes below `fraction`: the same subset in any file order, epoch
+  and process (a fixed low-resource split, like Libri-Light's 10 h set, without listing ids)."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"train fraction must be in (0, 1], got {fraction}")
+  keep = int(round(fraction * buckets))
+  return ds.filter(lambda ex: tf.strings.to_hash_bucket_fast(ex["id"], buckets) < keep)
 
 
 class TextLinesSource(seqio.TextLineDataSource):
