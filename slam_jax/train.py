@@ -34,6 +34,7 @@ from slam_jax import run_lock
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax import types
+from slam_jax.perf import collector
 from slam_jax.perf import flops as flops_lib
 from slam_jax.perf import host_memory
 
@@ -726,6 +727,7 @@ def main(argv: Sequence[str]) -> TrainResult:
   stop = checkpoints_lib.StopSignal()  # First of all: a SIGTERM from here on stops cleanly.
   try:
     host_memory.tune()  # before JAX starts its threads
+    collector.tune()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     jax.config.update("jax_threefry_partitionable", True)
     gin_files, bindings, resume = parse_flags(argv)

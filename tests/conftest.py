@@ -17,6 +17,8 @@ for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitte
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
+from slam_jax.perf import collector  # noqa: E402
+collector.tune()  # the suite traces hundreds of programs (slam_jax/perf/collector.py)
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -33,6 +33,7 @@ from slam_jax import checkpoints as checkpoints_lib
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
+from slam_jax.perf import collector
 from slam_jax.finetune import classifier  # pylint: disable=unused-import  (gin)
 from slam_jax.finetune import ctc  # pylint: disable=unused-import  (gin)
 from slam_jax.finetune import data as data_lib
@@ -274,6 +275,7 @@ def finetune(*, model_dir: str = gin.REQUIRED, model: task_model.DownstreamModel
 
 
 def main(argv: Sequence[str]) -> FinetuneResult:
+  collector.tune()
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   jax.config.update("jax_threefry_partitionable", True)
   gin_files, bindings, resume = train_lib.parse_flags(argv)
