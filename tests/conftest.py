@@ -37,21 +37,6 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def pytest_collection_modifyitems(config, items):
-  """Costliest first (`slow(seconds=N)`, then other `slow` tests), the rest in file order.
-
-  The subprocess tests (8-device sharding, two-process multi-host, t5x's CLIs) live in files
-  that sort last, so in file order one xdist worker ran them alone for the suite's last minutes.
-  """
-  del config
-
-  def cost(item):
-    marker = item.get_closest_marker("slow")
-    return 0 if marker is None else marker.kwargs.get("seconds", 20)
-
-  items.sort(key=cost, reverse=True)  # stable: file order within equal costs
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
   """The tiny demo corpus, built once per run: pytest-xdist workers share one copy (the first

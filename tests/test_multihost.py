@@ -94,7 +94,7 @@ def _losses(out):
           for line in out.splitlines() if line.startswith("step ")]
 
 
-@pytest.mark.slow(seconds=175)
+@pytest.mark.slow
 def test_two_processes_resume_and_match_one_eight_device_process(tiny_corpus, tmp_path):
   from slam_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
   model_dir = str(tmp_path / "multihost")

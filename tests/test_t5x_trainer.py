@@ -165,7 +165,6 @@ def _env(extra=None):
   return env
 
 
-@pytest.mark.slow(seconds=115)
 def test_t5x_train_writes_and_restores_a_checkpoint(tiny_corpus, tmp_path):
   """`python -m t5x.train` on the tiny demo corpus: 1 step + checkpoint, then a restart restores
   it and trains step 2 (the restart logs 'Restoring checkpoint' and writes checkpoint_2)."""
@@ -237,7 +236,6 @@ _TWO_DEVICE_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow(seconds=40)
 def test_two_device_mesh_with_model_partitions():
   """num_partitions=2 on 2 simulated CPU devices: params split over 'model', same loss."""
   script = _TWO_DEVICE_SCRIPT.replace(

@@ -161,7 +161,7 @@ def test_flag_parsing():
     train_lib.parse_flags(["--gin_file=a.gin", "--bogus"])
 
 
-@pytest.mark.slow(seconds=105)
+@pytest.mark.slow
 def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, capsys):
   """slam_demo_tiny.gin on the tiny eSpeak corpus (seqio mixture -> converter -> steps): 4
   straight steps saving at 2; a copy of step 2 resumed to 4 (the tf.data iterator state
