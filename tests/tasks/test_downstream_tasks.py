@@ -1,4 +1,6 @@
 """Downstream tasks: GLUE through TFDS (mock data), label features and metric_fns."""
+import os
+
 import numpy as np
 import seqio
 import tensorflow_datasets as tfds
@@ -30,3 +32,33 @@ def test_demo_downstream_tasks(demo_tasks):
   batch = next(data_lib.eval_batches("slam_demo_asr_chars", batch_size=2,
                                      feature_lengths={"speech": 100, "text": 128}))
   assert (batch["kind"] == 2).all() and batch["text_tokens"].max() < 40
+
+
+def test_low_resource_gin_keeps_a_tenth_of_the_train_utterances(demo_tasks, monkeypatch):
+  import gin  # pylint: disable=g-import-not-at-top
+  from slam_jax.data import sources  # pylint: disable=g-import-not-at-top
+  from tasks import downstream  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  downstream.register_demo_downstream_tasks(demo_tasks)
+  source = seqio.get_mixture_or_task("slam_demo_asr_chars").source
+  ids = lambda split: sorted(ex["id"] for ex in source.get_dataset(split, shuffle=False)
+                             .as_numpy_iterator())
+  full, valid = ids("train"), ids("validation")
+  low = {}
+  for fraction in (None, 0.5):  # the file's 0.1, then 0.5 (the tiny corpus has few utterances)
+    override = [] if fraction is None else [
+        f"tasks.downstream.demo_asr_train_fraction.fraction = {fraction}"]
+    gin.clear_config()
+    try:
+      gin.parse_config_files_and_bindings(["gin/finetune/demo_ctc_low.gin"],
+                                          ["MODEL_DIR = '/x'"] + override)
+      low[downstream.demo_asr_train_fraction()] = ids("train")
+      assert ids("validation") == valid  # held-out speakers untouched
+    finally:
+      gin.clear_config()
+  assert set(low) == {0.1, 0.5}
+  for fraction, kept in low.items():
+    expected = sorted(ex["id"] for ex in sources.keep_fraction(
+        source.get_dataset("train", shuffle=False), fraction).as_numpy_iterator())
+    assert kept == expected and set(kept) < set(full)
+  assert low[0.5]
