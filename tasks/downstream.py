@@ -113,6 +113,9 @@ def demo_cls_sizes(train: int = 4000, validation: int = 500) -> Dict[str, int]:
 def demo_asr_train_fraction(fraction: float = 1.0) -> float:
   """Share of the demo ASR tasks' train utterances kept (a fixed subset by id hash): 0.1 is a
   low-resource setting of ~200 utterances, where pre-training is expected to matter most."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"tasks.downstream.demo_asr_train_fraction.fraction = {fraction}: set it in "
+                     "(0, 1] (1.0 keeps every train utterance)")
   return fraction
 
 

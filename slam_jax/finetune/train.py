@@ -33,13 +33,13 @@ from slam_jax import checkpoints as checkpoints_lib
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
-from slam_jax.perf import collector
 from slam_jax.finetune import classifier  # pylint: disable=unused-import  (gin)
 from slam_jax.finetune import ctc  # pylint: disable=unused-import  (gin)
 from slam_jax.finetune import data as data_lib
 from slam_jax.finetune import evaluation as evaluate_lib
 from slam_jax.finetune import restore as restore_lib
 from slam_jax.finetune import task_model
+from slam_jax.perf import collector
 
 
 @gin.configurable

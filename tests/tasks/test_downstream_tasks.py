@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 import seqio
 import tensorflow_datasets as tfds
 
@@ -62,3 +63,9 @@ def test_low_resource_gin_keeps_a_tenth_of_the_train_utterances(demo_tasks, monk
         source.get_dataset("train", shuffle=False), fraction).as_numpy_iterator())
     assert kept == expected and set(kept) < set(full)
   assert low[0.5]
+
+
+def test_bad_train_fraction_names_the_binding():
+  from tasks import downstream  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"demo_asr_train_fraction.fraction = 1.5: set it in"):
+    downstream.demo_asr_train_fraction(1.5)
