@@ -19,14 +19,12 @@ import textwrap
 import numpy as np
 import pytest
 
+import tiny_demo  # tests/tiny_demo.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN = "gin/experiments/slam_demo_tiny.gin"
 # The tiny encoder and short rows (the demo experiment's own sizes take minutes to compile here).
-BINDINGS = ["BATCH_SIZE = 8", 'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 32}',
-            "EVAL_EVERY = 0", "make_encoder_config.model_dim = 32",
-            "make_encoder_config.num_heads = 2", "make_encoder_config.ffn_dim = 64",
-            "make_encoder_config.num_speech_layers = 1", "make_encoder_config.num_shared_layers = 1",
-            "make_encoder_config.conv_kernel_size = 3", "make_encoder_config.vocab_size = 256",
+BINDINGS = ["BATCH_SIZE = 8", *tiny_demo.MODEL_BINDINGS,
             "slam_jax.partitioning.MeshConfig.model = 2",
             "slam_jax.train.train.measure_peak = False", "slam_jax.train.train.log_every = 1",
             "slam_jax.checkpoints.CheckpointConfig.save_every_steps = 2",

@@ -25,6 +25,8 @@ from slam_jax import run_lock
 from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
 
+import tiny_demo  # tests/tiny_demo.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "gin", "experiments", "test_tiny.gin")
 
@@ -161,16 +163,6 @@ def test_flag_parsing():
     train_lib.parse_flags(["--gin_file=a.gin", "--bogus"])
 
 
-# The demo experiment's pipeline and objectives on the tiny encoder and shorter rows (its own
-# sizes cost ~4x the compile and step time; what is tested is the data path and the resume).
-TINY_DEMO_MODEL = (
-    'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 32}', "EVAL_EVERY = 0",
-    "make_encoder_config.model_dim = 32", "make_encoder_config.num_heads = 2",
-    "make_encoder_config.ffn_dim = 64", "make_encoder_config.num_speech_layers = 1",
-    "make_encoder_config.num_shared_layers = 1", "make_encoder_config.conv_kernel_size = 3",
-    "make_encoder_config.vocab_size = 256")
-
-
 @pytest.mark.slow
 def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, capsys):
   """slam_demo_tiny.gin on the tiny eSpeak corpus (seqio mixture -> converter -> steps): 4
@@ -185,7 +177,7 @@ def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, c
       train_lib.parse_gin(
           [os.path.join(ROOT, "gin", "experiments", "slam_demo_tiny.gin")],
           [f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4", "BATCH_SIZE = 6",
-           *TINY_DEMO_MODEL,
+           *tiny_demo.MODEL_BINDINGS,
            "slam_jax.train.train.measure_peak = False",
            "slam_jax.checkpoints.CheckpointConfig.save_every_steps = 2"])
       return train_lib.train(resume=resume)
