@@ -7,6 +7,8 @@ import pytest
 from slam_jax import evaluate
 from slam_jax import train as train_lib
 
+import tiny_demo  # tests/tiny_demo.py
+
 
 @pytest.fixture()
 def downstream_tasks(demo_tasks):
@@ -16,11 +18,7 @@ def downstream_tasks(demo_tasks):
 
 
 TINY = ["PRETRAINED = None", "TRAIN_STEPS = 2", "BATCH_SIZE = 2", "EVAL_MAX_EXAMPLES = 2",
-        'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 40}',
-        "make_encoder_config.model_dim = 32", "make_encoder_config.num_heads = 2",
-        "make_encoder_config.ffn_dim = 64", "make_encoder_config.num_speech_layers = 1",
-        "make_encoder_config.num_shared_layers = 1", "make_encoder_config.conv_kernel_size = 3",
-        "make_encoder_config.vocab_size = 256",
+        'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 40}', *tiny_demo.ENCODER_BINDINGS,
         "slam_jax.finetune.train.finetune.log_every = 1",
         "slam_jax.checkpoints.CheckpointConfig.async_save = False"]
 
