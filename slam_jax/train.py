@@ -390,7 +390,8 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
   tx = trainer_lib.make_optimizer(optimizer, train_steps)
   trainer = trainer_lib.PartitionedTrainer(
       model, tx, mesh_obj, rules, seed, shapes, dtypes, num_microbatches=num_microbatches,
-      schedule=trainer_lib.make_schedule(optimizer, train_steps))
+      schedule=trainer_lib.make_schedule(optimizer, train_steps),
+      cache_key=("slam_jax.train", optimizer, train_steps))
   logging.info("Model: %s parameters; mesh %s", f"{trainer.num_params():,}", dict(mesh_obj.shape))
 
   good = checkpointer.last_good()

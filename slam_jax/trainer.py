@@ -6,9 +6,10 @@ with explicit in/out shardings and a donated state. Everything random inside a s
 uninterrupted one.
 """
 
+import collections
 import dataclasses
 import logging
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
 import clu.metrics
 import flax
@@ -254,17 +255,56 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, seed: int
   return step_fn
 
 
+def fingerprint(obj: Any) -> Optional[str]:
+  """A value fingerprint of a model: its class and the repr of its attributes (frozen config
+  dataclasses and flax modules print every field), or None when some attribute has no value repr
+  (`<... at 0x...>`), so that two models with the same fingerprint trace to the same program."""
+  text = f"{type(obj).__module__}.{type(obj).__qualname__}{sorted(vars(obj).items())!r}"
+  return None if " at 0x" in text else text
+
+
+# Programs compiled in this process, by everything they were built from (see PartitionedTrainer's
+# `cache_key`), newest last. A second `train()` of the same experiment in one process (a sweep, a
+# notebook, stage 2 after stage 1, a resume) takes the compiled step from here instead of tracing
+# and lowering it again: ~8 CPU-s for the tiny model even when XLA's persistent cache then finds
+# the binary, ~all of a short run's start-up.
+_PROGRAMS: "collections.OrderedDict[Hashable, Any]" = collections.OrderedDict()
+_MAX_PROGRAMS = 16
+
+
+def _cached(key: Optional[Hashable], build: Callable[[], Any]) -> Any:
+  if key is None:
+    return build()
+  if key in _PROGRAMS:
+    _PROGRAMS.move_to_end(key)
+    return _PROGRAMS[key]
+  value = _PROGRAMS[key] = build()
+  while len(_PROGRAMS) > _MAX_PROGRAMS:
+    _PROGRAMS.popitem(last=False)
+  return value
+
+
+def clear_program_cache() -> None:
+  """Forgets the compiled programs `PartitionedTrainer`s of this process share."""
+  _PROGRAMS.clear()
+
+
 class PartitionedTrainer:
   """Owns the mesh, the shardings and the jitted step; knows nothing of data or checkpoints.
 
   The state is built from shapes: `eval_shape(init)` gives logical partition specs, which become
   NamedShardings, and `jit(init, out_shardings=...)` materialises each shard on its own device.
+
+  With a `cache_key` (hashable: what the caller built `tx` from, e.g. the optimizer config and the
+  number of steps), trainers of this process whose key, model (`fingerprint`), mesh, rules,
+  seed, microbatches and input shapes are equal share their compiled init and step.
   """
 
   def __init__(self, model, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                rules: partitioning_lib.LogicalRules, seed: int, input_shapes: Dict[str, Tuple],
                input_types: Dict[str, Any], num_microbatches: int = 1,
-               schedule: Optional[optax.Schedule] = None):
+               schedule: Optional[optax.Schedule] = None,
+               cache_key: Optional[Hashable] = None):
     self.model = model
     self.tx = tx
     self.mesh = mesh
@@ -272,6 +312,10 @@ class PartitionedTrainer:
     self.seed = seed
     self.input_shapes = dict(input_shapes)
     self.input_types = dict(input_types)
+    self._cache_key = None if cache_key is None else (
+        cache_key, seed, num_microbatches, schedule is not None, mesh, self.rules,
+        tuple(sorted((k, tuple(v)) for k, v in self.input_shapes.items())),
+        tuple(sorted((k, str(jnp.dtype(v))) for k, v in self.input_types.items())))
 
     def init_fn(rng):
       variables = model.get_initial_variables(rng, self.input_shapes, self.input_types)
@@ -280,11 +324,14 @@ class PartitionedTrainer:
     # Initialisation runs without activation rules: flax applies the rules to boxed params while
     # DenseGeneral reshapes its kernel, which fails for multi-axis kernels; params get their
     # shardings from `out_shardings` instead.
-    boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(seed))
-    self.state_shardings = partitioning_lib.tree_shardings(boxed, mesh, self.rules)
-    self.abstract_state = jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        partitioning_lib.unbox(boxed), self.state_shardings)
+    def shardings():
+      boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(seed))
+      state_shardings = partitioning_lib.tree_shardings(boxed, mesh, self.rules)
+      return state_shardings, jax.tree_util.tree_map(
+          lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+          partitioning_lib.unbox(boxed), state_shardings)
+
+    self.state_shardings, self.abstract_state = _cached(self._program_key("state"), shardings)
     self._init = jax.jit(lambda rng: partitioning_lib.unbox(init_fn(rng)),
                          out_shardings=self.state_shardings)
     self.batch_sharding = partitioning_lib.batch_sharding(mesh)
@@ -302,8 +349,21 @@ class PartitionedTrainer:
     """Mesh + logical rules in scope, so `with_logical_constraint` inside the model takes effect."""
     return _Context(self.mesh, partitioning_lib.activation_rules(self.rules))
 
+  def _program_key(self, *what) -> Optional[Hashable]:
+    """The key of one of this trainer's programs in `_PROGRAMS`; None = not shared. The model's
+    fingerprint is taken now: `SlamModel.check_vocabulary` may change the model after __init__."""
+    if self._cache_key is None:
+      return None
+    model = fingerprint(self.model)
+    if model is None:
+      return None
+    flags = tuple(getattr(jax.config, name) for name in _TRACE_FLAGS)
+    return (what, model, flags) + self._cache_key
+
   def init_state(self) -> TrainState:
-    return self._init(jax.random.PRNGKey(self.seed))
+    rng = jax.random.PRNGKey(self.seed)
+    init = _cached(self._program_key("init"), lambda: self._init.lower(rng).compile())
+    return init(rng)
 
   def abstract_batch(self, global_batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
     return {k: jax.ShapeDtypeStruct((global_batch_size,) + tuple(s[1:]), self.input_types[k],
@@ -312,9 +372,12 @@ class PartitionedTrainer:
 
   def compile(self, global_batch_size: int):
     """AOT-compiles the step; returns the compiled executable (cost and memory analysis)."""
-    with self.context():
-      lowered = self._step.lower(self.abstract_state, self.abstract_batch(global_batch_size))
-      self._compiled = lowered.compile()
+    def build():
+      with self.context():
+        return self._step.lower(self.abstract_state,
+                                self.abstract_batch(global_batch_size)).compile()
+
+    self._compiled = _cached(self._program_key("step", global_batch_size), build)
     return self._compiled
 
   def step(self, state: TrainState, batch: Batch) -> Tuple[TrainState, Metrics]:
@@ -325,6 +388,11 @@ class PartitionedTrainer:
 
   def num_params(self) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(self.abstract_state.params)))
+
+
+# jax settings that change what a traced program computes (part of a shared program's key).
+_TRACE_FLAGS = ("jax_enable_x64", "jax_numpy_rank_promotion", "jax_threefry_partitionable",
+                "jax_default_matmul_precision", "jax_default_prng_impl", "jax_numpy_dtype_promotion")
 
 
 class _Context:

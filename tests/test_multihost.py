@@ -1,20 +1,18 @@
-"""Two processes on localhost train, save, resume and match one 8-device process (train.py).
+"""Two processes on localhost train, save, resume and match one single-device run (train.py).
 
 The multi-host path end to end on the tiny demo corpus: `jax.distributed` with a local
 coordinator (SLAM_DISTRIBUTED), 4 simulated CPU devices per process, a (data 4 x model 2) mesh
 spanning both, each process reading its own seqio shard of the mixture (its half of every global
 batch) and saving its own tf.data iterator entry in each orbax checkpoint. Two steps, a restart
-of both processes with --resume, two more steps; the reference is one process with 8 devices
-whose iterator concatenates the two shards' batches in process order (what the 2-process global
-batch is). Losses and parameters must agree to float32 reduction-order noise.
+of both processes with --resume, two more steps; the reference is this test's own process on one
+device, whose iterator concatenates the two shards' batches in process order (what the 2-process
+global batch is). Losses and parameters must agree to float32 reduction-order noise.
 """
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -30,32 +28,23 @@ BINDINGS = ["BATCH_SIZE = 8", *tiny_demo.MODEL_BINDINGS,
             "slam_jax.checkpoints.CheckpointConfig.save_every_steps = 2",
             "slam_jax.checkpoints.CheckpointConfig.async_save = False"]
 
-# One process, 8 devices, the two processes' shards concatenated in process order.
-_REFERENCE = textwrap.dedent("""
-    import json, sys
-    import gin, jax, numpy as np, seqio
-    jax.config.update("jax_threefry_partitionable", True)
-    from slam_jax import train as train_lib
-    from slam_jax.data import pipeline
+class TwoShards:
+  """The reference's data: the two processes' seqio shards, each half a batch, concatenated."""
 
-    class TwoShards:
-      def __init__(self, *, batch_size, shard_info, **kwargs):
-        self.shards = [pipeline.make_train_iterator(batch_size=batch_size // 2,
-                                                    shard_info=seqio.ShardInfo(i, 2), **kwargs)
-                       for i in range(2)]
-      def __iter__(self):
-        return self
-      def __next__(self):
-        parts = [next(s) for s in self.shards]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  def __init__(self, *, batch_size, shard_info, **kwargs):
+    from slam_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    import seqio  # pylint: disable=g-import-not-at-top
+    assert shard_info.num_shards == 1, shard_info
+    self.shards = [pipeline.make_train_iterator(batch_size=batch_size // 2,
+                                                shard_info=seqio.ShardInfo(i, 2), **kwargs)
+                   for i in range(2)]
 
-    gin.external_configurable(TwoShards, module="reference")
-    assert jax.device_count() == 8
-    train_lib.parse_gin([sys.argv[1]], json.loads(sys.argv[2]) + [
-        "slam_jax.train.train.make_data = @reference.TwoShards"])
-    result = train_lib.train()
-    print("RESULT " + json.dumps([h["loss"] for h in result.history]))
-""")
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    parts = [next(s) for s in self.shards]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _free_port() -> int:
@@ -92,15 +81,27 @@ def _losses(out):
           for line in out.splitlines() if line.startswith("step ")]
 
 
+def _reference(corpus, model_dir):
+  """The same 4 steps in this process on one device (the demo-mixture test compiles this step
+  too: same experiment, bindings and batch size), on the demo tasks as the processes register
+  them (SLAM_DATA_DIR, default shuffle buffers)."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from slam_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from tasks import demo  # pylint: disable=g-import-not-at-top
+  demo.register_demo_tasks(corpus)
+  gin.clear_config()
+  try:
+    train_lib.parse_gin([os.path.join(ROOT, GIN)], BINDINGS + [
+        f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4", "slam_jax.partitioning.MeshConfig.model = 1"])
+    return [h["loss"] for h in train_lib.train(make_data=TwoShards).history]
+  finally:
+    gin.clear_config()
+
+
 @pytest.mark.slow
-def test_two_processes_resume_and_match_one_eight_device_process(tiny_corpus, tmp_path):
+def test_two_processes_resume_and_match_one_device(tiny_corpus, tmp_path):
   from slam_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
   model_dir = str(tmp_path / "multihost")
-  reference = subprocess.Popen(
-      [sys.executable, "-c", _REFERENCE, GIN,
-       json.dumps(BINDINGS + [f"MODEL_DIR = '{tmp_path / 'reference'}'", "TRAIN_STEPS = 4"])],
-      cwd=ROOT, env=_env(tiny_corpus, 8), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True)
   first = _two_processes(tiny_corpus, model_dir, 2)
   # Both processes wrote their own iterator entry into the step-2 checkpoint.
   entries = sorted(os.listdir(os.path.join(model_dir, "checkpoints", "2", "data_iterator")))
@@ -109,10 +110,8 @@ def test_two_processes_resume_and_match_one_eight_device_process(tiny_corpus, tm
       "process_00001-of-00002"}, entries
   second = _two_processes(tiny_corpus, model_dir, 4, resume=True)
   assert all("restored the input iterator state of step 2" in out for out in second), second[0]
-  ref_out = reference.communicate(timeout=900)[0]
-  assert reference.returncode == 0, ref_out[-4000:]
 
-  ref_losses = json.loads(ref_out.split("RESULT ")[-1].splitlines()[0])
+  ref_losses = _reference(tiny_corpus, str(tmp_path / "reference"))
   multi_losses = _losses(first[0]) + _losses(second[0])
   assert len(multi_losses) == len(ref_losses) == 4, (multi_losses, ref_losses)
   np.testing.assert_allclose(multi_losses, ref_losses, rtol=1e-4)

@@ -168,7 +168,8 @@ def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, c
   """slam_demo_tiny.gin on the tiny eSpeak corpus (seqio mixture -> converter -> steps): 4
   straight steps saving at 2; a copy of step 2 resumed to 4 (the tf.data iterator state
   restored from the orbax checkpoint, not skipped) gives the same losses and parameters.
-  One test, so the two runs share one compiled step."""
+  One test, so the two runs share one compiled step; batch 8, as the multi-host test's
+  single-device reference, which then finds this step compiled (tests/test_multihost.py)."""
   import shutil  # pylint: disable=g-import-not-at-top
 
   def run(model_dir, resume=False):
@@ -176,7 +177,7 @@ def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, c
     try:
       train_lib.parse_gin(
           [os.path.join(ROOT, "gin", "experiments", "slam_demo_tiny.gin")],
-          [f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4", "BATCH_SIZE = 6",
+          [f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4", "BATCH_SIZE = 8",
            *tiny_demo.MODEL_BINDINGS,
            "slam_jax.train.train.measure_peak = False",
            "slam_jax.checkpoints.CheckpointConfig.save_every_steps = 2"])
@@ -188,7 +189,7 @@ def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, c
   assert straight.last_step == 4
   kinds = sum(h["examples/text"] + h["examples/speech"] + h["examples/paired"]
               for h in straight.history)
-  assert kinds == 4 * 6
+  assert kinds == 4 * 8
   assert straight.history[0]["examples/speech"] + straight.history[0]["examples/paired"] > 0
   assert np.isfinite(straight.last_metrics["loss"])
 

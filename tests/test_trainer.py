@@ -69,7 +69,7 @@ class WeightedToyModel(ToyModel):
     return loss, {"toy/loss": loss}
 
 
-def _trainer(num_microbatches=1, lr=0.1, model=None):
+def _trainer(num_microbatches=1, lr=0.1, model=None, cache_key=None):
   model = model or ToyModel()
   mesh = partitioning_lib.make_mesh(partitioning_lib.MeshConfig())
   cfg = trainer_lib.OptimizerConfig(learning_rate=lr, warmup_steps=1, decay="constant",
@@ -78,7 +78,7 @@ def _trainer(num_microbatches=1, lr=0.1, model=None):
   return trainer_lib.PartitionedTrainer(
       model, tx, mesh, partitioning_lib.logical_axis_rules(), seed=0,
       input_shapes={"x": (8, 4), "y": (8, 3)}, input_types={"x": jnp.float32, "y": jnp.float32},
-      num_microbatches=num_microbatches)
+      num_microbatches=num_microbatches, cache_key=cache_key)
 
 
 def test_schedule_warmup_then_rsqrt():
@@ -202,3 +202,55 @@ def test_plain_gradient_transformation_is_not_offered_extra_args():
   state, metrics = trainer.step(state, _batch())
   assert int(state.skipped_steps) == 0 and float(metrics["update_norm"]) > 0
   assert not np.array_equal(jax.device_get(state.params)["w"], before)
+
+
+class ScaledToyModel(ToyModel):
+  """ToyModel whose loss is multiplied by a plain attribute (a config value the step bakes in)."""
+
+  def __init__(self, scale):
+    super().__init__()
+    self.scale = scale
+
+  def loss_fn(self, params, batch, dropout_rng, step=0):
+    loss, metrics = super().loss_fn(params, batch, dropout_rng, step)
+    return self.scale * loss, metrics
+
+
+def test_trainers_with_equal_keys_share_compiled_programs():
+  """Same cache_key and an equal model: the second trainer reuses the first one's compiled init
+  and step (no tracing) and computes what an unshared trainer computes; a different model value,
+  key or batch size, or a model changed after construction, gets its own program."""
+  trainer_lib.clear_program_cache()
+  batch = _batch()
+
+  def run(trainer):
+    compiled = trainer.compile(8)
+    state, metrics = trainer.step(trainer.init_state(), batch)
+    return compiled, float(metrics["loss"]), jax.device_get(state.params)["w"]
+
+  first, loss1, w1 = run(_trainer(model=ScaledToyModel(2.0), cache_key="k"))
+  second, loss2, w2 = run(_trainer(model=ScaledToyModel(2.0), cache_key="k"))
+  assert second is first
+  _, loss_unshared, w_unshared = run(_trainer(model=ScaledToyModel(2.0)))
+  assert loss1 == loss2 == loss_unshared
+  np.testing.assert_array_equal(w2, w_unshared)
+
+  other_scale, loss3, _ = run(_trainer(model=ScaledToyModel(3.0), cache_key="k"))
+  assert other_scale is not first
+  np.testing.assert_allclose(loss3, 1.5 * loss1, rtol=1e-6)
+  assert run(_trainer(model=ScaledToyModel(2.0), cache_key="other"))[0] is not first
+  assert _trainer(model=ScaledToyModel(2.0), cache_key="k").compile(16) is not first
+  changed = _trainer(model=ScaledToyModel(2.0), cache_key="k")
+  changed.model.scale = 3.0  # After construction, before compiling.
+  assert changed.compile(8) is other_scale
+
+
+def test_models_without_a_value_repr_are_never_shared():
+  class Opaque:
+    pass
+  model = ScaledToyModel(2.0)
+  model.helper = Opaque()
+  assert trainer_lib.fingerprint(model) is None
+  trainer_lib.clear_program_cache()
+  a = _trainer(model=model, cache_key="k").compile(8)
+  assert _trainer(model=model, cache_key="k").compile(8) is not a

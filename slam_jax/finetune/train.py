@@ -199,8 +199,9 @@ def finetune(*, model_dir: str = gin.REQUIRED, model: task_model.DownstreamModel
   rules = partitioning_lib.logical_axis_rules(fsdp=mesh.fsdp)
   shapes, dtypes = model.input_shapes_and_types(batch_size, feature_lengths)
   tx, schedules = make_finetune_optimizer(optimizer, train_steps, model.encoder_param_key)
-  trainer = trainer_lib.PartitionedTrainer(model, tx, mesh_obj, rules, seed, shapes, dtypes,
-                                           schedule=schedules["head"])
+  trainer = trainer_lib.PartitionedTrainer(
+      model, tx, mesh_obj, rules, seed, shapes, dtypes, schedule=schedules["head"],
+      cache_key=("slam_jax.finetune", optimizer, train_steps, model.encoder_param_key))
   print(f"[finetune] {type(model).__name__}: {trainer.num_params():,} parameters; task "
         f"{mixture_or_task_name}; {'from ' + pretrained if pretrained else 'from scratch'}",
         flush=True)
