@@ -94,6 +94,17 @@ def test_stop_and_resume_in_new_process_matches_straight_run(tmp_path):
                              rtol=1e-4)
 
 
+def test_runs_of_one_experiment_share_the_compiled_step(tmp_path):
+  """A second train() of the same experiment in this process, with another TRAIN_STEPS (the rsqrt
+  schedule does not depend on it), compiles nothing new: it takes the first run's programs."""
+  _run(str(tmp_path / "a"), "TRAIN_STEPS = 2")
+  programs = dict(trainer_lib._PROGRAMS)  # pylint: disable=protected-access
+  assert any(key[0] == ("step", 6) for key in programs), list(programs)
+  result = _run(str(tmp_path / "b"), "TRAIN_STEPS = 3")
+  assert dict(trainer_lib._PROGRAMS) == programs  # pylint: disable=protected-access
+  assert result.last_step == 3 and np.isfinite(result.last_metrics["loss"])
+
+
 def test_existing_checkpoints_need_resume(tmp_path):
   model_dir = str(tmp_path / "run")
   _run(model_dir, "TRAIN_STEPS = 1")
