@@ -68,53 +68,12 @@ def test_loss_falls(tmp_path):
   assert "first 4 steps" in summary and result.checkpoint_dir in summary
 
 
-def test_stop_and_resume_in_new_process_matches_straight_run(tmp_path):
-  straight = str(tmp_path / "straight")
+def test_sigterm_then_resume_in_another_process_matches_straight_run(tmp_path, capsys):
+  """A run SIGTERMed after step 3 exits with PREEMPTED_EXIT_CODE and leaves a restorable
+  checkpoint of the step it reached; resumed in another process (this one) for two more steps,
+  it ends bit-identical to an uninterrupted run of as many steps."""
   split = str(tmp_path / "split")
-  r_straight = _run(straight, "TRAIN_STEPS = 4")
-  r_half = _run(split, "TRAIN_STEPS = 4", "slam_jax.train.train.stop_at_step = 2")
-  assert r_half.last_step == 2
-  proc = _cli(split, "--gin.TRAIN_STEPS=4", "--resume")
-  out, _ = proc.communicate(timeout=600)
-  assert proc.returncode == 0, out
-  assert "resumed from" in out and "data position: 2 batches" in out
-  step_a, a = _restore_params(straight)
-  step_b, b = _restore_params(split)
-  assert step_a == step_b == 4
-  assert a["data"]["batches_consumed"] == b["data"]["batches_consumed"] == 4
-  leaves_a = jax.tree_util.tree_leaves(a["state"]["params"])
-  leaves_b = jax.tree_util.tree_leaves(b["state"]["params"])
-  assert len(leaves_a) == len(leaves_b) > 10
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(x, y)
-  # The resumed half logged steps 3 and 4 with the same losses as the straight run.
-  resumed_losses = [float(line.split("| loss ")[1].split(" ")[0])
-                    for line in out.splitlines() if line.startswith("step ")]
-  np.testing.assert_allclose(resumed_losses, [h["loss"] for h in r_straight.history[2:]],
-                             rtol=1e-4)
-
-
-def test_runs_of_one_experiment_share_the_compiled_step(tmp_path):
-  """A second train() of the same experiment in this process, with another TRAIN_STEPS (the rsqrt
-  schedule does not depend on it), compiles nothing new: it takes the first run's programs."""
-  _run(str(tmp_path / "a"), "TRAIN_STEPS = 2")
-  programs = dict(trainer_lib._PROGRAMS)  # pylint: disable=protected-access
-  assert any(key[0] == ("step", 6) for key in programs), list(programs)
-  result = _run(str(tmp_path / "b"), "TRAIN_STEPS = 3")
-  assert dict(trainer_lib._PROGRAMS) == programs  # pylint: disable=protected-access
-  assert result.last_step == 3 and np.isfinite(result.last_metrics["loss"])
-
-
-def test_existing_checkpoints_need_resume(tmp_path):
-  model_dir = str(tmp_path / "run")
-  _run(model_dir, "TRAIN_STEPS = 1")
-  with pytest.raises(FileExistsError, match="--resume"):
-    _run(model_dir, "TRAIN_STEPS = 2")
-
-
-def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
-  model_dir = str(tmp_path / "run")
-  proc = _cli(model_dir, "--gin.TRAIN_STEPS=100000",
+  proc = _cli(split, "--gin.TRAIN_STEPS=100000",
               "--gin.slam_jax.checkpoints.CheckpointConfig.save_every_steps=100000")
   lines = []
   for line in proc.stdout:  # Blocks until the run prints its first progress line.
@@ -127,9 +86,45 @@ def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
   # Not 0: a scheduler that restarts only failed jobs must restart a preempted one.
   assert proc.returncode == train_lib.PREEMPTED_EXIT_CODE, out
   assert "stopped by signal" in out
-  step, restored = _restore_params(model_dir)
-  assert 3 <= step < 100000
-  assert restored["data"]["batches_consumed"] == step
+  stopped, restored = _restore_params(split)
+  assert 3 <= stopped < 100000
+  assert restored["data"]["batches_consumed"] == stopped
+
+  capsys.readouterr()
+  resumed = _run(split, f"TRAIN_STEPS = {stopped + 2}", resume=True)
+  assert f"data position: {stopped} batches" in capsys.readouterr().out
+  straight = _run(str(tmp_path / "straight"), f"TRAIN_STEPS = {stopped + 2}")
+  step_a, a = _restore_params(str(tmp_path / "straight"))
+  step_b, b = _restore_params(split)
+  assert step_a == step_b == stopped + 2
+  assert a["data"]["batches_consumed"] == b["data"]["batches_consumed"] == stopped + 2
+  leaves_a = jax.tree_util.tree_leaves(a["state"]["params"])
+  leaves_b = jax.tree_util.tree_leaves(b["state"]["params"])
+  assert len(leaves_a) == len(leaves_b) > 10
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+  np.testing.assert_array_equal([h["loss"] for h in resumed.history],
+                                [h["loss"] for h in straight.history[stopped:]])
+
+
+def test_runs_of_one_experiment_share_the_compiled_step(tmp_path):
+  """A second train() of the same experiment in this process, with another TRAIN_STEPS (the rsqrt
+  schedule does not depend on it), compiles nothing new: it takes the first run's programs."""
+  _run(str(tmp_path / "a"), "TRAIN_STEPS = 2")
+  programs = dict(trainer_lib._PROGRAMS)  # pylint: disable=protected-access
+  assert any(key[0] == ("step", 6) for key in programs), list(programs)
+  # stop_at_step: stops early with a checkpoint of the step it stopped at.
+  result = _run(str(tmp_path / "b"), "TRAIN_STEPS = 3", "slam_jax.train.train.stop_at_step = 2")
+  assert dict(trainer_lib._PROGRAMS) == programs  # pylint: disable=protected-access
+  assert result.last_step == 2 and np.isfinite(result.last_metrics["loss"])
+  assert _restore_params(str(tmp_path / "b"))[0] == 2
+
+
+def test_existing_checkpoints_need_resume(tmp_path):
+  model_dir = str(tmp_path / "run")
+  _run(model_dir, "TRAIN_STEPS = 1")
+  with pytest.raises(FileExistsError, match="--resume"):
+    _run(model_dir, "TRAIN_STEPS = 2")
 
 
 def test_nan_batch_is_skipped_and_counted(tmp_path):
