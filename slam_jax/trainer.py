@@ -362,8 +362,10 @@ class PartitionedTrainer:
 
   def init_state(self) -> TrainState:
     rng = jax.random.PRNGKey(self.seed)
-    init = _cached(self._program_key("init"), lambda: self._init.lower(rng).compile())
-    return init(rng)
+    key = self._program_key("init")
+    if key is None:
+      return self._init(rng)
+    return _cached(key, lambda: self._init.lower(rng).compile())(rng)
 
   def abstract_batch(self, global_batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
     return {k: jax.ShapeDtypeStruct((global_batch_size,) + tuple(s[1:]), self.input_types[k],
@@ -392,7 +394,8 @@ class PartitionedTrainer:
 
 # jax settings that change what a traced program computes (part of a shared program's key).
 _TRACE_FLAGS = ("jax_enable_x64", "jax_numpy_rank_promotion", "jax_threefry_partitionable",
-                "jax_default_matmul_precision", "jax_default_prng_impl", "jax_numpy_dtype_promotion")
+                "jax_default_matmul_precision", "jax_default_prng_impl",
+                "jax_numpy_dtype_promotion")
 
 
 class _Context:

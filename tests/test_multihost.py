@@ -92,7 +92,8 @@ def _reference(corpus, model_dir):
   gin.clear_config()
   try:
     train_lib.parse_gin([os.path.join(ROOT, GIN)], BINDINGS + [
-        f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4", "slam_jax.partitioning.MeshConfig.model = 1"])
+        f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4",
+        "slam_jax.partitioning.MeshConfig.model = 1"])
     return [h["loss"] for h in train_lib.train(make_data=TwoShards).history]
   finally:
     gin.clear_config()
