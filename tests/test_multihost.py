@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -47,6 +48,24 @@ class TwoShards:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+# `python -m slam_jax.train` with every process writing its own entries to XLA's persistent cache:
+# JAX writes from process 0 only, and the processes' keys differ (each hashes its own topology),
+# so the restarted process 1 compiled the step again (~25 CPU-s) while process 0 loaded it.
+_TRAIN_MAIN = textwrap.dedent("""
+    import runpy
+    from jax._src import compiler, distributed
+    write = compiler._cache_write
+    def write_from_any_process(*args, **kwargs):
+      process_id, distributed.global_state.process_id = distributed.global_state.process_id, 0
+      try:
+        return write(*args, **kwargs)
+      finally:
+        distributed.global_state.process_id = process_id
+    compiler._cache_write = write_from_any_process
+    runpy.run_module("slam_jax.train", run_name="__main__")
+""")
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -64,7 +83,7 @@ def _env(corpus, devices, distributed=None):
 
 def _two_processes(corpus, model_dir, steps, resume=False):
   port = _free_port()
-  cmd = [sys.executable, "-m", "slam_jax.train", f"--gin_file={GIN}",
+  cmd = [sys.executable, "-c", _TRAIN_MAIN, f"--gin_file={GIN}",
          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}"]
   cmd += [f"--gin.{b.replace(' = ', '=')}" for b in BINDINGS] + (["--resume"] if resume else [])
   procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(corpus, 4, f"localhost:{port},2,{i}"),
