@@ -12,12 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 #   ... and the older loop emitters, not the MLIR     6.2 + 22.8  (0.048 s)
 #   fusion emitters
 # The steps run ~3x slower, which tests (a few steps each) do not notice.
-# A third keeps XLA:CPU's ops on the calling thread: Eigen's pool of worker threads woke and spun
-# for tiny matmuls (tests/models + losses + finetune in one process: 207 -> 179 CPU-s, system
-# time 27 -> 15 s, 2-core AMD EPYC).
 # Read when JAX's CPU backend starts; subprocesses of tests inherit them.
-for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false",
-              "--xla_cpu_multi_thread_eigen=false"):
+for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
