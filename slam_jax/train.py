@@ -391,10 +391,7 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
   trainer = trainer_lib.PartitionedTrainer(
       model, tx, mesh_obj, rules, seed, shapes, dtypes, num_microbatches=num_microbatches,
       schedule=trainer_lib.make_schedule(optimizer, train_steps),
-      # Only a cosine schedule depends on the run's length: runs of one experiment with other
-      # TRAIN_STEPS (tests, a resumed run given more steps) share the compiled step.
-      cache_key=("slam_jax.train", optimizer,
-                 train_steps if optimizer.decay == "cosine" else None))
+      cache_key=("slam_jax.train", trainer_lib.schedule_key(optimizer, train_steps)))
   logging.info("Model: %s parameters; mesh %s", f"{trainer.num_params():,}", dict(mesh_obj.shape))
 
   good = checkpointer.last_good()

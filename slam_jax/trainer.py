@@ -107,6 +107,13 @@ def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
   return schedule
 
 
+def schedule_key(config: OptimizerConfig, total_steps: int) -> Hashable:
+  """What `make_optimizer(config, total_steps)` computes depends on: the config, and the run's
+  length only for cosine decay (a `PartitionedTrainer` cache key, so that runs of one experiment
+  with another TRAIN_STEPS share the compiled step)."""
+  return config, (total_steps if config.decay == "cosine" else None)
+
+
 def _decay_mask(params: PyTree) -> PyTree:
   return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
@@ -270,6 +277,10 @@ def fingerprint(obj: Any) -> Optional[str]:
 # the binary, ~all of a short run's start-up.
 _PROGRAMS: "collections.OrderedDict[Hashable, Any]" = collections.OrderedDict()
 _MAX_PROGRAMS = 16
+# jax settings that change what a traced program computes (part of a shared program's key).
+_TRACE_FLAGS = ("jax_enable_x64", "jax_numpy_rank_promotion", "jax_threefry_partitionable",
+                "jax_default_matmul_precision", "jax_default_prng_impl",
+                "jax_numpy_dtype_promotion")
 
 
 def _cached(key: Optional[Hashable], build: Callable[[], Any]) -> Any:
@@ -390,12 +401,6 @@ class PartitionedTrainer:
 
   def num_params(self) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(self.abstract_state.params)))
-
-
-# jax settings that change what a traced program computes (part of a shared program's key).
-_TRACE_FLAGS = ("jax_enable_x64", "jax_numpy_rank_promotion", "jax_threefry_partitionable",
-                "jax_default_matmul_precision", "jax_default_prng_impl",
-                "jax_numpy_dtype_promotion")
 
 
 class _Context:

@@ -97,6 +97,14 @@ def test_schedule_cosine_reaches_end_fraction():
   np.testing.assert_allclose(sched(60), 2.0 * (0.1 + 0.9 * 0.5), rtol=1e-5)
 
 
+def test_schedule_key_holds_the_length_only_for_cosine():
+  rsqrt = trainer_lib.OptimizerConfig(decay="rsqrt")
+  cosine = trainer_lib.OptimizerConfig(decay="cosine")
+  assert trainer_lib.schedule_key(rsqrt, 10) == trainer_lib.schedule_key(rsqrt, 20)
+  assert trainer_lib.schedule_key(cosine, 10) != trainer_lib.schedule_key(cosine, 20)
+  assert trainer_lib.schedule_key(rsqrt, 10) != trainer_lib.schedule_key(cosine, 10)
+
+
 def test_bad_optimizer_name_names_field():
   with pytest.raises(ValueError, match="OptimizerConfig.name"):
     trainer_lib.OptimizerConfig(name="sgdd")
