@@ -1,9 +1,11 @@
 """Two processes on localhost train, save, resume and match one single-device run (train.py).
 
 The multi-host path end to end on the tiny demo corpus: `jax.distributed` with a local
-coordinator (SLAM_DISTRIBUTED), 4 simulated CPU devices per process, a (data 4 x model 2) mesh
-spanning both, each process reading its own seqio shard of the mixture (its half of every global
-batch) and saving its own tf.data iterator entry in each orbax checkpoint. Two steps, a restart
+coordinator (SLAM_DISTRIBUTED), 4 simulated CPU devices per process, a (data 4 x model 2) FSDP
+mesh spanning both (the data axis crosses the processes, so parameters and optimizer moments are
+split between them and each checkpoint is written and read in pieces), each process reading its
+own seqio shard of the mixture (its half of every global batch) and saving its own tf.data
+iterator entry in each orbax checkpoint. Two steps, a restart
 of both processes with --resume, two more steps; the reference is this test's own process on one
 device, whose iterator concatenates the two shards' batches in process order (what the 2-process
 global batch is). Losses and parameters must agree to float32 reduction-order noise.
@@ -25,6 +27,7 @@ GIN = "gin/experiments/slam_demo_tiny.gin"
 # The tiny encoder and short rows (the demo experiment's own sizes take minutes to compile here).
 BINDINGS = ["BATCH_SIZE = 8", *tiny_demo.MODEL_BINDINGS,
             "slam_jax.partitioning.MeshConfig.model = 2",
+            "slam_jax.partitioning.MeshConfig.fsdp = True",
             "slam_jax.train.train.measure_peak = False", "slam_jax.train.train.log_every = 1",
             "slam_jax.checkpoints.CheckpointConfig.save_every_steps = 2",
             "slam_jax.checkpoints.CheckpointConfig.async_save = False"]
@@ -112,7 +115,8 @@ def _reference(corpus, model_dir):
   try:
     train_lib.parse_gin([os.path.join(ROOT, GIN)], BINDINGS + [
         f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 4",
-        "slam_jax.partitioning.MeshConfig.model = 1"])
+        "slam_jax.partitioning.MeshConfig.model = 1",
+        "slam_jax.partitioning.MeshConfig.fsdp = False"])
     return [h["loss"] for h in train_lib.train(make_data=TwoShards).history]
   finally:
     gin.clear_config()

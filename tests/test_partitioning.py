@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MESHES = [(8, 1, False), (2, 4, False), (4, 2, True)]  # (data, model, fsdp)
+# (data, model, fsdp). FSDP (data 4 x model 2) is checked across two processes, with a checkpoint
+# and a resume, by tests/test_multihost.py.
+MESHES = [(8, 1, False), (2, 4, False)]
 
 
 def _sharded_vs_single_device() -> dict:
@@ -86,8 +88,7 @@ def test_sharded_train_steps_match_single_device():
     # One AdamW step moves each parameter by about the learning rate (1e-2); reductions in a
     # different order may change a near-zero gradient's normalised update slightly.
     assert entry["max_param_diff"] < 1e-4, (name, entry)
-  for name in ("2x4", "4x2_fsdp"):
-    assert report[name]["params_sharded"], name
+  assert report["2x4"]["params_sharded"]
 
 
 if __name__ == "__main__":
