@@ -17,6 +17,10 @@ for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitte
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
+# No Python call stacks in the HLO's op locations (a traced op's location otherwise carries 10
+# frames): lowering the tiny model's step ~10% faster; error tracebacks are unchanged.
+os.environ.setdefault("JAX_TRACEBACK_IN_LOCATIONS_LIMIT", "0")
+
 from slam_jax.perf import collector  # noqa: E402
 collector.tune()  # the suite traces hundreds of programs (slam_jax/perf/collector.py)
 import jax  # noqa: E402

@@ -123,6 +123,7 @@ def _reference(corpus, model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo_mixture_step")  # the reference's step: see _reference
 def test_two_processes_resume_and_match_one_device(tiny_corpus, tmp_path):
   from slam_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
   model_dir = str(tmp_path / "multihost")

@@ -170,6 +170,7 @@ def test_flag_parsing():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo_mixture_step")  # compiles the multi-host test's reference step
 def test_demo_mixture_trains_and_resumes_bit_identically(demo_tasks, tmp_path, capsys):
   """slam_demo_tiny.gin on the tiny eSpeak corpus (seqio mixture -> converter -> steps): 4
   straight steps saving at 2; a copy of step 2 resumed to 4 (the tf.data iterator state
