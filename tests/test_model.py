@@ -18,6 +18,8 @@ from slam_jax.models import pretrainer as pretrainer_lib
 from slam_jax.models import quantizer as quantizer_lib
 
 FRAMES, LENGTH, VOCAB = 48, 16, 128
+# One worker runs this file: its module fixtures (`setup`, `staged`) compile once.
+pytestmark = pytest.mark.xdist_group("test_model")
 
 
 def _model(stage2_start_step=0, objectives=None, temperature_decay=0.999995, masking=None,
@@ -342,6 +344,7 @@ def test_interface_shapes_and_gin_factory():
   assert shapes[types.SPEECH_FEATURES] == (4, FRAMES, 80) and dtypes[types.KIND] == jnp.int32
   assert model.mask_token_id == VOCAB - 1
   assert model.random_token_ids == (3, VOCAB - 1)  # real pieces after PAD/EOS/UNK
+  gin.clear_config()  # whatever an earlier test in this worker left bound
   with gin.unlock_config():
     gin.parse_config("""
         slam_jax.models.encoder.make_encoder_config.preset = 'tiny'
