@@ -41,6 +41,16 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+@pytest.fixture(autouse=True)
+def _gin_bindings_end_with_their_test():
+  """Clears gin's bindings after every test: a test that parses an experiment and does not clear
+  it would otherwise configure whatever test runs next on its worker (an order-dependent failure
+  the loadgroup schedule once produced)."""
+  yield
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
   """The tiny demo corpus, built once per run: pytest-xdist workers share one copy (the first

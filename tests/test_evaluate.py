@@ -2,7 +2,6 @@
 import json
 import os
 
-import gin
 import pytest
 
 from slam_jax import evaluate
@@ -22,12 +21,6 @@ TINY = ["PRETRAINED = None", "TRAIN_STEPS = 2", "BATCH_SIZE = 2", "EVAL_MAX_EXAM
         'TASK_FEATURE_LENGTHS = {"speech": 160, "text": 40}', *tiny_demo.ENCODER_BINDINGS,
         "slam_jax.finetune.train.finetune.log_every = 1",
         "slam_jax.checkpoints.CheckpointConfig.async_save = False"]
-
-
-@pytest.fixture(autouse=True)
-def _clear_gin():
-  yield
-  gin.clear_config()  # the tests below leave their experiment's bindings behind
 
 
 def test_finetune_then_evaluate_end_to_end(downstream_tasks, tmp_path):

@@ -344,7 +344,6 @@ def test_interface_shapes_and_gin_factory():
   assert shapes[types.SPEECH_FEATURES] == (4, FRAMES, 80) and dtypes[types.KIND] == jnp.int32
   assert model.mask_token_id == VOCAB - 1
   assert model.random_token_ids == (3, VOCAB - 1)  # real pieces after PAD/EOS/UNK
-  gin.clear_config()  # whatever an earlier test in this worker left bound
   with gin.unlock_config():
     gin.parse_config("""
         slam_jax.models.encoder.make_encoder_config.preset = 'tiny'

@@ -5,10 +5,9 @@ coordinator (SLAM_DISTRIBUTED), 4 simulated CPU devices per process, a (data 4 x
 mesh spanning both (the data axis crosses the processes, so parameters and optimizer moments are
 split between them and each checkpoint is written and read in pieces), each process reading its
 own seqio shard of the mixture (its half of every global batch) and saving its own tf.data
-iterator entry in each orbax checkpoint. Two steps, a restart
-of both processes with --resume, two more steps; the reference is this test's own process on one
-device, whose iterator concatenates the two shards' batches in process order (what the 2-process
-global batch is). Losses and parameters must agree to float32 reduction-order noise.
+iterator entry in each orbax checkpoint. Two steps, a restart of both processes with --resume, two
+more steps; the reference is this test's own process on one device, whose iterator concatenates
+the two shards' batches in process order (what the 2-process global batch is). Losses and parameters must agree to float32 reduction-order noise.
 """
 
 import os

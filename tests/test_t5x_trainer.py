@@ -18,6 +18,7 @@ from t5x import trainer as t5x_trainer_lib
 from t5x import utils as t5x_utils
 
 from slam_jax import model as model_lib
+from slam_jax import optim as optim_lib
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import t5x_trainer
 from slam_jax import trainer as trainer_lib
@@ -54,8 +55,8 @@ class _GradientNorm(t5x_trainer_lib.WeightMetricsComputer):
 
   def compute_metrics(self, gradients, old_train_state, new_train_state):
     del old_train_state, new_train_state
-    norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(gradients)))
-    return {"weight_gradient_norm": t5x_metrics_lib.AveragePerStep.from_model_output(norm)}
+    return {"weight_gradient_norm": t5x_metrics_lib.AveragePerStep.from_model_output(
+        optim_lib.global_norm(gradients))}
 
 
 def _t5x_trainer(model, batch, num_microbatches=None, num_partitions=1):
@@ -66,13 +67,15 @@ def _t5x_trainer(model, batch, num_microbatches=None, num_partitions=1):
   init = t5x_utils.TrainStateInitializer(model.optimizer_def, model.get_initial_variables, shapes,
                                          partitioner, dtypes)
   state = init.from_scratch(jax.random.PRNGKey(SEED))
-  trainer = t5x_trainer.SlamTrainer(
+  return _slam_trainer(model, state, partitioner, init.train_state_axes, num_microbatches), state
+
+
+def _slam_trainer(model, state, partitioner, train_state_axes, num_microbatches=None):
+  return t5x_trainer.SlamTrainer(
       model=model, train_state=state, partitioner=partitioner, eval_names=[], summary_dir=None,
-      train_state_axes=init.train_state_axes, rng=jax.random.PRNGKey(SEED),
+      train_state_axes=train_state_axes, rng=jax.random.PRNGKey(SEED),
       learning_rate_fn=t5x_trainer.learning_rate(OPTIMIZER, 10),
-      num_microbatches=num_microbatches,
-      weight_metrics_computer=_GradientNorm())
-  return trainer, state
+      num_microbatches=num_microbatches, weight_metrics_computer=_GradientNorm())
 
 
 def _values(metrics):
@@ -124,11 +127,8 @@ def test_restored_float32_counters_get_their_integer_dtypes_back():
       lambda x: (x + 5).astype(jnp.float32) if x.dtype == jnp.int32 else x, state)
   opt = as_restored._optimizer.state  # pylint: disable=protected-access
   assert opt.step.dtype == jnp.float32 and opt.param_states.count.dtype == jnp.float32
-  restarted = t5x_trainer.SlamTrainer(
-      model=model, train_state=as_restored, partitioner=trainer._partitioner,  # pylint: disable=protected-access
-      eval_names=[], summary_dir=None, train_state_axes=trainer._train_state_axes,  # pylint: disable=protected-access
-      rng=jax.random.PRNGKey(SEED), learning_rate_fn=t5x_trainer.learning_rate(OPTIMIZER, 10),
-      num_microbatches=None)
+  restarted = _slam_trainer(model, as_restored, trainer._partitioner,  # pylint: disable=protected-access
+                            trainer._train_state_axes)  # pylint: disable=protected-access
   opt = restarted.train_state._optimizer.state  # pylint: disable=protected-access
   assert opt.step.dtype == jnp.int32 and int(opt.step) == 5
   assert opt.param_states.count.dtype == jnp.int32 and int(opt.param_states.count) == 5
