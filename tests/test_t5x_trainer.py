@@ -1,13 +1,11 @@
-"""SlamModel under t5x's trainer: same first step as slam_jax.train, the step reaches the loss,
+"""SlamModel under t5x's trainer: same first step as slam_jax.trainer, the step reaches the loss,
 microbatches average, the t5x BaseModel interface, and `python -m t5x.train` end to end."""
 
-import functools
 import os
 import subprocess
 import sys
 import textwrap
 
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,46 +17,36 @@ from t5x import partitioning as t5x_partitioning
 from t5x import trainer as t5x_trainer_lib
 from t5x import utils as t5x_utils
 
-from slam_jax import checkpoints as checkpoints_lib
 from slam_jax import model as model_lib
 from slam_jax import optim as optim_lib
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import t5x_trainer
-from slam_jax import train as train_lib
 from slam_jax import trainer as trainer_lib
 from slam_jax import types
 from slam_jax.data import synthetic
+from slam_jax.losses import compose
+from slam_jax.models import encoder as encoder_lib
+from slam_jax.models import quantizer as quantizer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The experiment tests/test_train.py trains with slam_jax.train: 8 rows of 48 frames / 12 tokens,
-# vocabulary 128; stage 2 from step 1 and a Gumbel temperature of 2.0 then 1.0, so that two steps
-# show both switches under t5x.
-TINY = os.path.join(ROOT, "gin", "experiments", "test_tiny.gin")
-LENGTHS, VOCAB, ROWS, SEED, TOTAL_STEPS = {"speech": 48, "text": 12}, 128, 8, 0, 10
+FRAMES, LENGTH, VOCAB, ROWS, SEED = 48, 12, 128, 4, 3
+OPTIMIZER = trainer_lib.OptimizerConfig(learning_rate=1e-3, warmup_steps=1, clip_norm=1.0)
 
 
-@functools.cache
-def _model_and_optimizer():
-  """test_tiny.gin's SlamModel (with its optimizer as t5x's optimizer_def) and OptimizerConfig."""
-  gin.clear_config()
-  train_lib.parse_gin([TINY], [])
-  try:
-    config = trainer_lib.OptimizerConfig()
-    model = model_lib.make_model(
-        optimizer_def=t5x_trainer.make_optimizer(config, total_steps=TOTAL_STEPS))
-  finally:
-    gin.clear_config()
-  return model, config
-
-
-def _model():
-  return _model_and_optimizer()[0]
+def _model(stage2_start_step=1):
+  # Gumbel temperature 2.0 at step 0, 1.0 at step 1: the annealing is visible after one step.
+  return model_lib.SlamModel(
+      encoder_lib.get_preset("tiny", dropout_rate=0.0),
+      quantizer_lib.QuantizerConfig(num_groups=2, num_entries=8, code_dim=16,
+                                    temperature_decay=0.5, temperature_end=0.1),
+      objectives=compose.ObjectiveConfig(num_distractors=6),
+      loss_weights=compose.LossWeightSchedule(stage2_start_step=stage2_start_step),
+      optimizer_def=t5x_trainer.make_optimizer(OPTIMIZER, total_steps=10))
 
 
 def _batch():
-  """The first batch `slam_jax.train` draws for test_tiny.gin (seed 0)."""
-  return {k: jnp.asarray(v)
-          for k, v in next(synthetic.SyntheticIterator(ROWS, LENGTHS, VOCAB, seed=SEED)).items()}
+  b = synthetic.synthetic_batch(np.random.default_rng(0), ROWS, FRAMES, LENGTH, VOCAB)
+  return {k: jnp.asarray(v) for k, v in b.items()}
 
 
 class _GradientNorm(t5x_trainer_lib.WeightMetricsComputer):
@@ -86,7 +74,7 @@ def _slam_trainer(model, state, partitioner, train_state_axes, num_microbatches=
   return t5x_trainer.SlamTrainer(
       model=model, train_state=state, partitioner=partitioner, eval_names=[], summary_dir=None,
       train_state_axes=train_state_axes, rng=jax.random.PRNGKey(SEED),
-      learning_rate_fn=t5x_trainer.learning_rate(_model_and_optimizer()[1], TOTAL_STEPS),
+      learning_rate_fn=t5x_trainer.learning_rate(OPTIMIZER, 10),
       num_microbatches=num_microbatches, weight_metrics_computer=_GradientNorm())
 
 
@@ -108,27 +96,24 @@ def t5x_two_steps():
 
 
 @pytest.mark.xdist_group("t5x_two_steps")
-def test_first_step_equals_slam_jax_train(t5x_two_steps, tmp_path):
-  """t5x's first step of test_tiny.gin is `slam_jax.train`'s (the step tests/test_train.py and
-  tests/test_partitioning.py run too): same loss, gradient norm, terms and parameters after."""
-  _, _, _, t5x_params1, t5x_metrics, _ = t5x_two_steps
-  gin.clear_config()
-  train_lib.parse_gin([TINY], [f"MODEL_DIR = '{tmp_path}'", "TRAIN_STEPS = 1"])
-  try:
-    ours = train_lib.train().history[0]
-  finally:
-    gin.clear_config()
-  np.testing.assert_allclose(t5x_metrics["loss"], ours["loss"], rtol=1e-6)
-  np.testing.assert_allclose(t5x_metrics["weight_gradient_norm"], ours["grad_norm"], rtol=1e-5)
+def test_first_step_equals_slam_jax_trainer(t5x_two_steps):
+  model, batch, t5x_params0, t5x_params1, t5x_metrics, _ = t5x_two_steps
+  shapes, dtypes = model.input_shapes_and_types(ROWS, {"speech": FRAMES, "text": LENGTH})
+  ours = trainer_lib.PartitionedTrainer(
+      model, trainer_lib.make_optimizer(OPTIMIZER, 10),
+      partitioning_lib.make_mesh(partitioning_lib.MeshConfig()),
+      partitioning_lib.logical_axis_rules(), SEED, shapes, dtypes)
+  state = ours.init_state()
+  for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(t5x_params0)):
+    np.testing.assert_array_equal(np.asarray(a), b)  # same init from the same key
+  new_state, metrics = ours.step(state, batch)
+  np.testing.assert_allclose(t5x_metrics["loss"], float(metrics["loss"]), rtol=1e-6)
+  np.testing.assert_allclose(t5x_metrics["weight_gradient_norm"], float(metrics["grad_norm"]),
+                             rtol=1e-5)
   for name in ("text_mlm/loss", "contrastive/loss", "tlm/weight", "gumbel_temperature"):
-    np.testing.assert_allclose(t5x_metrics[name], ours[name], rtol=1e-6, err_msg=name)
-  ckpt = checkpoints_lib.Checkpointer(os.path.join(tmp_path, "checkpoints"))
-  step, state, _ = ckpt.restore_raw()
-  ckpt.close()
-  assert step == 1
-  ours_params = jax.tree_util.tree_leaves(state["params"])
-  assert len(ours_params) == len(jax.tree_util.tree_leaves(t5x_params1))
-  for a, b in zip(ours_params, jax.tree_util.tree_leaves(t5x_params1)):
+    np.testing.assert_allclose(t5x_metrics[name], float(metrics[name]), rtol=1e-6, err_msg=name)
+  for a, b in zip(jax.tree_util.tree_leaves(new_state.params),
+                  jax.tree_util.tree_leaves(t5x_params1)):
     np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
 
 
