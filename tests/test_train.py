@@ -112,7 +112,7 @@ def test_runs_of_one_experiment_share_the_compiled_step(tmp_path):
   schedule does not depend on it), compiles nothing new: it takes the first run's programs."""
   _run(str(tmp_path / "a"), "TRAIN_STEPS = 2")
   programs = dict(trainer_lib._PROGRAMS)  # pylint: disable=protected-access
-  assert any(key[0] == ("step", 8) for key in programs), list(programs)
+  assert any(key[0] == ("step", 6) for key in programs), list(programs)
   # stop_at_step: stops early with a checkpoint of the step it stopped at.
   result = _run(str(tmp_path / "b"), "TRAIN_STEPS = 3", "slam_jax.train.train.stop_at_step = 2")
   assert dict(trainer_lib._PROGRAMS) == programs  # pylint: disable=protected-access
@@ -302,8 +302,8 @@ def test_corrupt_final_step_is_replaced_and_resume_checks_settings(tmp_path, cap
   assert "no checkpoint under" in capsys.readouterr().out
   _truncate_array_file(os.path.join(model_dir, "checkpoints", "4"))
   # Different seed or batch size: refused before training (the data order would not continue).
-  with pytest.raises(ValueError, match="seed: saved 0, now 1.*batch_size: saved 8, now 16"):
-    _run(model_dir, "TRAIN_STEPS = 4", "SEED = 1", "BATCH_SIZE = 16", resume=True)
+  with pytest.raises(ValueError, match="seed: saved 0, now 1.*batch_size: saved 6, now 12"):
+    _run(model_dir, "TRAIN_STEPS = 4", "SEED = 1", "BATCH_SIZE = 12", resume=True)
   result = _run(model_dir, "TRAIN_STEPS = 4", resume=True)
   # Fell back to step 2, re-trained 3 and 4, and saved the final step 4 again (before the fix,
   # "finished" was printed but step 4 stayed the corrupt one, on every retry).
@@ -311,7 +311,7 @@ def test_corrupt_final_step_is_replaced_and_resume_checks_settings(tmp_path, cap
   assert len(glob.glob(os.path.join(model_dir, "checkpoints", "4.corrupt-*"))) == 1
   step, restored = _restore_params(model_dir)
   assert step == 4 and restored["data"]["batches_consumed"] == 4
-  assert restored["data"]["batch_size"] == 8 and restored["data"]["seed"] == 0
+  assert restored["data"]["batch_size"] == 6 and restored["data"]["seed"] == 0
   configs = sorted(os.listdir(model_dir))
   assert "config.gin" in configs and any(c.startswith("config.resume-2-") for c in configs)
 
