@@ -72,3 +72,11 @@ def demo_tasks(tiny_corpus):
   from tasks import demo  # pylint: disable=g-import-not-at-top
   demo.register_demo_tasks(tiny_corpus, text_shuffle_buffer=32, speech_shuffle_buffer=8)
   return tiny_corpus
+
+
+@pytest.fixture(scope="session")
+def tiny_slam_one_device():
+  """Two steps of our trainer on one device for tests/tiny_slam.py's model and batch: the
+  reference of the sharding and t5x tests (they share an xdist group, so this runs once)."""
+  import tiny_slam  # pylint: disable=g-import-not-at-top
+  return tiny_slam.train()

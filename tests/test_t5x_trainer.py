@@ -17,36 +17,29 @@ from t5x import partitioning as t5x_partitioning
 from t5x import trainer as t5x_trainer_lib
 from t5x import utils as t5x_utils
 
-from slam_jax import model as model_lib
 from slam_jax import optim as optim_lib
 from slam_jax import partitioning as partitioning_lib
 from slam_jax import t5x_trainer
-from slam_jax import trainer as trainer_lib
 from slam_jax import types
-from slam_jax.data import synthetic
-from slam_jax.losses import compose
-from slam_jax.models import encoder as encoder_lib
-from slam_jax.models import quantizer as quantizer_lib
+
+import tiny_slam  # tests/tiny_slam.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAMES, LENGTH, VOCAB, ROWS, SEED = 48, 12, 128, 4, 3
-OPTIMIZER = trainer_lib.OptimizerConfig(learning_rate=1e-3, warmup_steps=1, clip_norm=1.0)
+ROWS, SEED = tiny_slam.ROWS, tiny_slam.SEED
+OPTIMIZER = tiny_slam.optimizer_config()
+# One worker runs these tests and the sharding test: the `t5x_two_steps` module fixture and the
+# `tiny_slam_one_device` session fixture (our trainer's reference run) are computed once.
+GROUP = pytest.mark.xdist_group("tiny_slam")
 
 
-def _model(stage2_start_step=1):
-  # Gumbel temperature 2.0 at step 0, 1.0 at step 1: the annealing is visible after one step.
-  return model_lib.SlamModel(
-      encoder_lib.get_preset("tiny", dropout_rate=0.0),
-      quantizer_lib.QuantizerConfig(num_groups=2, num_entries=8, code_dim=16,
-                                    temperature_decay=0.5, temperature_end=0.1),
-      objectives=compose.ObjectiveConfig(num_distractors=6),
-      loss_weights=compose.LossWeightSchedule(stage2_start_step=stage2_start_step),
-      optimizer_def=t5x_trainer.make_optimizer(OPTIMIZER, total_steps=10))
+def _model():
+  """tests/tiny_slam.py's model (stage 2 from step 1, Gumbel temperature 2.0 then 1.0: one step
+  shows both switches) with t5x's optimizer_def."""
+  return tiny_slam.model(t5x_trainer.make_optimizer(OPTIMIZER, total_steps=tiny_slam.TOTAL_STEPS))
 
 
 def _batch():
-  b = synthetic.synthetic_batch(np.random.default_rng(0), ROWS, FRAMES, LENGTH, VOCAB)
-  return {k: jnp.asarray(v) for k, v in b.items()}
+  return {k: jnp.asarray(v) for k, v in tiny_slam.batch().items()}
 
 
 class _GradientNorm(t5x_trainer_lib.WeightMetricsComputer):
@@ -74,7 +67,7 @@ def _slam_trainer(model, state, partitioner, train_state_axes, num_microbatches=
   return t5x_trainer.SlamTrainer(
       model=model, train_state=state, partitioner=partitioner, eval_names=[], summary_dir=None,
       train_state_axes=train_state_axes, rng=jax.random.PRNGKey(SEED),
-      learning_rate_fn=t5x_trainer.learning_rate(OPTIMIZER, 10),
+      learning_rate_fn=t5x_trainer.learning_rate(OPTIMIZER, tiny_slam.TOTAL_STEPS),
       num_microbatches=num_microbatches, weight_metrics_computer=_GradientNorm())
 
 
@@ -95,26 +88,26 @@ def t5x_two_steps():
   return model, batch, params0, params1, _values(metrics0), _values(metrics1)
 
 
-@pytest.mark.xdist_group("t5x_two_steps")
-def test_first_step_equals_slam_jax_trainer(t5x_two_steps):
-  model, batch, t5x_params0, t5x_params1, t5x_metrics, _ = t5x_two_steps
-  shapes, dtypes = model.input_shapes_and_types(ROWS, {"speech": FRAMES, "text": LENGTH})
-  ours = trainer_lib.PartitionedTrainer(
-      model, trainer_lib.make_optimizer(OPTIMIZER, 10),
-      partitioning_lib.make_mesh(partitioning_lib.MeshConfig()),
-      partitioning_lib.logical_axis_rules(), SEED, shapes, dtypes)
-  state = ours.init_state()
-  for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(t5x_params0)):
-    np.testing.assert_array_equal(np.asarray(a), b)  # same init from the same key
-  new_state, metrics = ours.step(state, batch)
-  np.testing.assert_allclose(t5x_metrics["loss"], float(metrics["loss"]), rtol=1e-6)
-  np.testing.assert_allclose(t5x_metrics["weight_gradient_norm"], float(metrics["grad_norm"]),
+@GROUP
+def test_first_step_equals_slam_jax_trainer(t5x_two_steps, tiny_slam_one_device):
+  """Same init, first-step loss, gradient norm, terms and parameters as our trainer's reference
+  run (conftest's tiny_slam_one_device)."""
+  _, _, t5x_params0, t5x_params1, t5x_metrics, _ = t5x_two_steps
+  ours = tiny_slam_one_device
+  for a, b in zip(jax.tree_util.tree_leaves(ours["params"][0]),
+                  jax.tree_util.tree_leaves(t5x_params0)):
+    np.testing.assert_array_equal(a, b)  # same init from the same key
+  metrics = ours["metrics"][0]
+  np.testing.assert_allclose(t5x_metrics["loss"], metrics["loss"], rtol=1e-6)
+  np.testing.assert_allclose(t5x_metrics["weight_gradient_norm"], metrics["grad_norm"],
                              rtol=1e-5)
   for name in ("text_mlm/loss", "contrastive/loss", "tlm/weight", "gumbel_temperature"):
-    np.testing.assert_allclose(t5x_metrics[name], float(metrics[name]), rtol=1e-6, err_msg=name)
-  for a, b in zip(jax.tree_util.tree_leaves(new_state.params),
+    np.testing.assert_allclose(t5x_metrics[name], metrics[name], rtol=1e-6, err_msg=name)
+  for a, b in zip(jax.tree_util.tree_leaves(ours["params"][1]),
                   jax.tree_util.tree_leaves(t5x_params1)):
-    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # The second step (stage 2: TLM and STM on) agrees too.
+  np.testing.assert_allclose(t5x_two_steps[-1]["loss"], ours["metrics"][1]["loss"], rtol=1e-5)
 
 
 def test_restored_float32_counters_get_their_integer_dtypes_back():
@@ -137,7 +130,7 @@ def test_restored_float32_counters_get_their_integer_dtypes_back():
     assert a.dtype == b.dtype
 
 
-@pytest.mark.xdist_group("t5x_two_steps")
+@GROUP
 def test_stages_switch_and_gumbel_anneals_under_t5x(t5x_two_steps):
   """stage2_start_step=1: TLM/STM weights 0 at step 0 and 1 at step 1; temperature 2 -> 1."""
   *_, step0, step1 = t5x_two_steps
@@ -148,7 +141,7 @@ def test_stages_switch_and_gumbel_anneals_under_t5x(t5x_two_steps):
                              [2.0, 1.0], rtol=1e-6)
 
 
-@pytest.mark.xdist_group("t5x_two_steps")
+@GROUP
 def test_microbatch_gradient_is_the_mean_of_microbatch_gradients(t5x_two_steps):
   """t5x sums its microbatches' gradients; SlamTrainer's 1/n loss scale makes that the mean, as
   slam_jax.trainer computes it (t5x gives every microbatch the key split(rng)[1])."""
@@ -168,7 +161,7 @@ def test_microbatch_gradient_is_the_mean_of_microbatch_gradients(t5x_two_steps):
                              rtol=1e-5)
 
 
-@pytest.mark.xdist_group("t5x_two_steps")
+@GROUP
 def test_base_model_interface(t5x_two_steps):
   model, batch, params, *_ = t5x_two_steps
   assert isinstance(model, t5x_models.BaseModel)
@@ -269,7 +262,7 @@ _TWO_DEVICE_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xdist_group("t5x_two_steps")
+@GROUP
 def test_two_device_mesh_with_model_partitions(t5x_two_steps):
   """num_partitions=2 on 2 simulated CPU devices: params split over 'model'; the first step's loss
   and gradient norm are the single-device step's (this process's t5x_two_steps)."""
@@ -280,7 +273,8 @@ def test_two_device_mesh_with_model_partitions(t5x_two_steps):
       [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=_env({"XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
                               + " --xla_force_host_platform_device_count=2").strip(),
-                "JAX_PLATFORMS": "cpu"}))
+                "JAX_PLATFORMS": "cpu",
+                "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])}))
   assert result.returncode == 0, result.stderr[-3000:]
   loss, grad_norm = map(float, result.stdout.split("LOSS")[1].split())
   *_, one_device, _ = t5x_two_steps
