@@ -8,7 +8,6 @@ FSDP (data 4 x model 2) is checked across two processes, with a checkpoint and a
 tests/test_multihost.py.
 """
 
-import json
 import os
 import pickle
 import subprocess
@@ -58,4 +57,3 @@ if __name__ == "__main__":
   results = {f"{d}x{m}": tiny_slam.train(d, m) for d, m in MESHES}
   with open(sys.argv[1], "wb") as f:
     pickle.dump(results, f)
-  print(json.dumps({name: [m["loss"] for m in r["metrics"]] for name, r in results.items()}))
