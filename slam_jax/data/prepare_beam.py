@@ -10,7 +10,9 @@ The launcher scans DIR (a LibriSpeech / Libri-Light layout) and writes one plan 
 (CACHE_DIR/stats/.SPLIT-SSSSS-of-NNNNN.plan.json: its utterances; the worker fingerprints them);
 the pipeline then writes each shard on whichever worker gets it (`prepare.write_shard`: the same
 bytes, stats and fingerprints as `python -m slam_jax.data.prepare`) and, when all are done, the
-summary and the completion marker SPLIT.COMPLETED. Default runner: DirectRunner on this machine.
+summary and the completion marker SPLIT.COMPLETED. Default runner: Beam's in-process FnApiRunner
+(`--direct_num_workers` / `--direct_running_mode` apply), not DirectRunner, which in Beam 2.77
+first tries its Prism runner and downloads that binary from GitHub when it is not installed.
 
 * Retries: runners retry failed bundles; a shard is renamed into place only when complete and a
   finished shard with the same fingerprint is skipped, so retries and reruns redo only what is
@@ -115,12 +117,25 @@ def build(pipeline: beam.Pipeline, src: str, out_dir: str, split: str,
                                              config.max_logged, src))
 
 
+# The runner when none is named: the local runner DirectRunner itself falls back to, without
+# DirectRunner's first attempt at the Prism runner (a binary it fetches from GitHub).
+LOCAL_RUNNER = "FnApiRunner"
+
+
+def with_default_runner(pipeline_args: Sequence[str]) -> List[str]:
+  """`pipeline_args`, with `--runner=LOCAL_RUNNER` first unless they name a runner."""
+  args = list(pipeline_args)
+  if any(a == "--runner" or a.startswith("--runner=") for a in args):
+    return args
+  return [f"--runner={LOCAL_RUNNER}", *args]
+
+
 def run(src: str, out_dir: str, split: str,
         config: prepare_lib.PrepareConfig = prepare_lib.PrepareConfig(),
         num_shards: Optional[int] = None, overwrite: bool = False,
         pipeline_args: Sequence[str] = (), utterances_per_shard: int = 256) -> Dict:
-  """Runs the pipeline to the end (DirectRunner unless `pipeline_args` name another runner)."""
-  options = beam_options.PipelineOptions(list(pipeline_args))
+  """Runs the pipeline to the end (LOCAL_RUNNER unless `pipeline_args` name another runner)."""
+  options = beam_options.PipelineOptions(with_default_runner(pipeline_args))
   options.view_as(beam_options.SetupOptions).save_main_session = False
   with beam.Pipeline(options=options) as pipeline:
     build(pipeline, src, out_dir, split, config, num_shards, overwrite, utterances_per_shard)

@@ -1,6 +1,8 @@
-"""prepare_beam on the DirectRunner: the same shards, stats and summary as prepare, a completion
-marker, reruns that skip finished shards, and counters that report progress."""
+"""prepare_beam on Beam's local runners: the same shards, stats and summary as prepare, a
+completion marker, reruns that skip finished shards, and counters that report progress; nothing
+is fetched from the network (DirectRunner's Prism attempt is never made)."""
 import json
+import logging
 import os
 
 import apache_beam as beam
@@ -47,11 +49,14 @@ def _files(out):
   return found
 
 
-def test_beam_writes_what_prepare_writes_and_marks_completion(corpus, tmp_path):
+def test_beam_writes_what_prepare_writes_and_marks_completion(corpus, tmp_path, caplog):
   config = prepare.PrepareConfig(max_seconds=0.75)  # The two longest utterances are too long.
   single = prepare.prepare(corpus, str(tmp_path / "single"), "train", config, num_shards=3)
   out = str(tmp_path / "beam")
-  summary = prepare_beam.run(corpus, out, "train", config, num_shards=3)
+  with caplog.at_level(logging.INFO):
+    summary = prepare_beam.run(corpus, out, "train", config, num_shards=3)
+  # The default runner never tries Beam's Prism runner (DirectRunner downloads it from GitHub).
+  assert not [r for r in caplog.records if "prism" in r.getMessage().lower()]
   assert summary == dict(single, source=summary["source"])
   assert summary["counts"] == {"decode_error": 2, "missing_audio": 2, "too_long": 4}
   assert summary["examples_written"] == 6 and summary["shards_done"] == 3
@@ -72,7 +77,7 @@ def test_rerun_skips_finished_shards_and_redoes_a_lost_one(corpus, tmp_path):
   with open(lost, "rb") as f:
     lost_bytes = f.read()
   os.remove(lost)  # A worker died after the stats, or someone deleted it: redo that shard only.
-  options = beam.options.pipeline_options.PipelineOptions([])
+  options = beam.options.pipeline_options.PipelineOptions(prepare_beam.with_default_runner([]))
   pipeline = beam.Pipeline(options=options)
   prepare_beam.build(pipeline, corpus, out, "train", config, num_shards=2)
   assert not os.path.exists(prepare.completion_marker(out, "train"))  # Removed at start.
@@ -88,9 +93,18 @@ def test_rerun_skips_finished_shards_and_redoes_a_lost_one(corpus, tmp_path):
   assert os.path.exists(prepare.completion_marker(out, "train"))
 
 
+def test_default_runner_is_local_unless_one_is_named():
+  assert prepare_beam.with_default_runner([]) == ["--runner=FnApiRunner"]
+  assert prepare_beam.with_default_runner(["--direct_num_workers", "2"]) == [
+      "--runner=FnApiRunner", "--direct_num_workers", "2"]
+  for named in (["--runner", "DataflowRunner"], ["--runner=FlinkRunner", "--parallelism=4"]):
+    assert prepare_beam.with_default_runner(named) == named
+
+
 def test_cli_passes_pipeline_options_to_beam(corpus, tmp_path, capsys):
+  # A runner other than the default (and one that fetches nothing): the option reaches Beam.
   prepare_beam.main(["--src", corpus, "--out", str(tmp_path / "cli"), "--split", "dev",
-                     "--require_transcript", "--runner", "DirectRunner",
+                     "--require_transcript", "--runner", "BundleBasedDirectRunner",
                      "--direct_num_workers", "1"])
   out = json.loads(capsys.readouterr().out)
   assert out["examples_written"] == 10 and out["counts"]["decode_error"] == 2

@@ -65,9 +65,12 @@ def test_seqio_cache_tasks_main_caches_the_text_task(demo_tasks, tmp_path):
   out = str(tmp_path / "seqio_cache")
   result = subprocess.run(
       [sys.executable, "-m", "seqio.scripts.cache_tasks_main", "--module_import=tasks",
-       "--tasks=slam_demo_text", f"--output_cache_dir={out}", "--min_shards=1"],
+       "--tasks=slam_demo_text", f"--output_cache_dir={out}", "--min_shards=1",
+       # Not seqio's default DirectRunner: it first fetches Beam's Prism runner from GitHub.
+       "--pipeline_options=--runner=FnApiRunner"],
       env=dict(os.environ, SLAM_DATA_DIR=demo_tasks), capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "prism" not in result.stderr.lower(), result.stderr[-3000:]
   assert os.path.exists(os.path.join(out, "slam_demo_text", "COMPLETED"))
   rows = {}
   for use_cached in (False, True):
