@@ -1,5 +1,6 @@
-"""Suite-wide settings (fail fast on silent broadcasting, partitionable RNG, XLA cache) and the
-tiny demo corpus, built once per session and shared by tests/data, tests/tasks and test_train."""
+"""Suite-wide settings (fail fast on silent broadcasting, partitionable RNG, XLA cache, no
+network), the tiny demo corpus (built once per session and shared by tests/data, tests/tasks and
+test_train) and the one-device reference run of tests/tiny_slam.py."""
 import os
 import tempfile
 
@@ -39,6 +40,54 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# Tests never use the network. A name lookup of, or a connection to, a host other than this
+# machine fails, and the test that tried fails too (a library that swallows the error, such as
+# Beam falling back from a runner it could not download, would otherwise hide the attempt).
+# Subprocesses of tests are not covered.
+_NETWORK_ATTEMPTS = []
+
+
+def _guard_network() -> None:
+  import socket  # pylint: disable=g-import-not-at-top
+  local_names = {None, "", "localhost", "0.0.0.0", "::", "::1", socket.gethostname()}
+
+  def is_local(host) -> bool:
+    host = host.decode() if isinstance(host, bytes) else host
+    return host in local_names or str(host).startswith("127.")
+
+  def refuse(what):
+    _NETWORK_ATTEMPTS.append(what)
+    return OSError(f"tests must not use the network: {what}")
+
+  getaddrinfo = socket.getaddrinfo
+
+  def local_getaddrinfo(host, *args, **kwargs):
+    if not is_local(host):
+      raise refuse(f"name lookup of {host!r}")
+    return getaddrinfo(host, *args, **kwargs)
+
+  connect = socket.socket.connect
+
+  def local_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not is_local(address[0]):
+      raise refuse(f"connection to {address!r}")
+    return connect(self, address)
+
+  socket.getaddrinfo = local_getaddrinfo
+  socket.socket.connect = local_connect
+
+
+_guard_network()
+
+
+@pytest.fixture(autouse=True)
+def _no_network_attempts():
+  start = len(_NETWORK_ATTEMPTS)
+  yield
+  assert not _NETWORK_ATTEMPTS[start:], (
+      f"the test tried to use the network: {_NETWORK_ATTEMPTS[start:]}")
 
 
 @pytest.fixture(autouse=True)
