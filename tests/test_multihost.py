@@ -7,7 +7,8 @@ split between them and each checkpoint is written and read in pieces), each proc
 own seqio shard of the mixture (its half of every global batch) and saving its own tf.data
 iterator entry in each orbax checkpoint. Two steps, a restart of both processes with --resume, two
 more steps; the reference is this test's own process on one device, whose iterator concatenates
-the two shards' batches in process order (what the 2-process global batch is). Losses and parameters must agree to float32 reduction-order noise.
+the two shards' batches in process order (what the 2-process global batch is). Losses and
+parameters must agree to float32 reduction-order noise.
 """
 
 import os

@@ -258,7 +258,8 @@ _TWO_DEVICE_SCRIPT = textwrap.dedent("""
     mlp = [x for x in jax.tree_util.tree_leaves(state.params) if "model" in str(x.sharding.spec)]
     assert mlp, "no parameter is split over the 'model' axis"
     _, metrics = trainer._partitioned_train_step(state, batch)
-    print("LOSS", float(metrics["loss"].compute()), float(metrics["weight_gradient_norm"].compute()))
+    print("LOSS", float(metrics["loss"].compute()),
+          float(metrics["weight_gradient_norm"].compute()))
 """)
 
 

@@ -58,14 +58,13 @@ def train(data: int = 1, model_axis: int = 1, steps: int = 2) -> Dict[str, List[
       the_model, trainer_lib.make_optimizer(optimizer_config(), TOTAL_STEPS), mesh,
       partitioning_lib.logical_axis_rules(), SEED, shapes, dtypes)
   state = trainer.init_state()
-  host = lambda tree: jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
-  result = {"params": [host(state.params)], "metrics": []}
+  result = {"params": [jax.device_get(state.params)], "metrics": []}
   result["sharded"] = any(
       tuple(leaf.addressable_shards[0].data.shape) != tuple(leaf.shape)
       for leaf in jax.tree_util.tree_leaves(state.params))
   global_batch = partitioning_lib.host_batch_to_global(batch(), mesh)
   for _ in range(steps):  # The step donates the state: keep host copies.
     state, metrics = trainer.step(state, global_batch)
-    result["metrics"].append({k: float(v) for k, v in host(metrics).items()})
-    result["params"].append(host(state.params))
+    result["metrics"].append({k: float(v) for k, v in jax.device_get(metrics).items()})
+    result["params"].append(jax.device_get(state.params))
   return result
