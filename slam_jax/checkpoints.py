@@ -321,12 +321,21 @@ class StopSignal:
 
   A second SIGINT while the save is in progress is ignored; preemption notices on TPU/GPU
   clusters arrive as SIGTERM.
+
+  In a multi-process job every process must stop after the same step (the next step's collectives
+  would otherwise wait forever for the processes that left), and there JAX's preemption service
+  owns SIGTERM (`jax.distributed.initialize` replaces this handler): `should_stop(step)` asks it
+  whether all processes reached the step at which to stop, one step after the latest any of them
+  had reached when the first notice arrived. A SIGINT to one process is passed on to it as that
+  process's SIGTERM, so Ctrl-C stops the whole job cleanly too.
   """
 
   def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
     self._event = threading.Event()
     self._signum: Optional[int] = None
     self._previous: Dict[int, Callable] = {}
+    self._forwarded = False
+    self._warned = False
     if threading.current_thread() is threading.main_thread():
       for sig in signals:
         self._previous[sig] = signal.signal(sig, self._handle)
@@ -345,6 +354,33 @@ class StopSignal:
   @property
   def signum(self) -> Optional[int]:
     return self._signum
+
+  def should_stop(self, step: int) -> bool:
+    """Whether to stop before running step `step + 1`; call it once per step, on every process.
+
+    One process: whether a signal arrived. Several: whether JAX's preemption service says that
+    all of them have reached the agreed stop step (True on every process at the same `step`).
+    """
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    if jax.process_count() == 1 or distributed.global_state.client is None:
+      return self.requested
+    if distributed.global_state.preemption_sync_manager is None:
+      if not self._warned:  # jax_enable_preemption_service=False
+        logging.warning("JAX's preemption service is off: a signal stops only the process that "
+                        "received it, and the others then wait at the next step.")
+        self._warned = True
+      return self.requested
+    if self._event.is_set() and not self._forwarded:  # A local SIGINT: notify every process.
+      self._forwarded = True
+      os.kill(os.getpid(), signal.SIGTERM)
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if multihost_utils.reached_preemption_sync_point(step):
+      if not self._event.is_set():
+        logging.warning("Preemption notice: saving a checkpoint of step %d and stopping.", step)
+        self._signum = self._signum or signal.SIGTERM
+        self._event.set()
+      return True
+    return False
 
   def restore_handlers(self) -> None:
     for sig, handler in self._previous.items():

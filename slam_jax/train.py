@@ -489,7 +489,7 @@ def _train_locked(*, model_dir, model, make_data, batch_size, train_steps, featu
 
   step = start_step
   try:
-    while step < end_step and not stop.requested:
+    while step < end_step and not stop.should_stop(step):
       if lock.lost:
         raise run_lock.ModelDirLocked(f"Another trainer took over {model_dir}: stopping.")
       host_batch = next(data)

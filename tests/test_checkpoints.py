@@ -97,6 +97,40 @@ def test_stop_signal_sets_flag_and_restores_handler():
   assert signal.getsignal(signal.SIGTERM) is previous
 
 
+
+def test_stop_signal_in_a_multi_process_job_follows_the_preemption_service(monkeypatch, caplog):
+  """Several processes: should_stop(step) is True exactly where JAX's preemption sync point says
+  (the same step on every process), a local SIGINT is passed on as SIGTERM once (the service's
+  notice), and without the service a signal stops this process alone, with one warning."""
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+
+  class SyncManager:  # The service: all processes agreed to stop after step 3.
+    def reached_sync_point(self, step):
+      return step == 3
+
+  kills = []
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(distributed.global_state, "client", object())
+  monkeypatch.setattr(distributed.global_state, "preemption_sync_manager", SyncManager())
+  monkeypatch.setattr(checkpoints_lib.os, "kill", lambda pid, sig: kills.append(sig))
+  stop = checkpoints_lib.StopSignal(signals=())
+  assert [stop.should_stop(s) for s in (0, 1, 2)] == [False] * 3 and not stop.requested
+  assert stop.should_stop(3) and stop.requested and stop.signum == signal.SIGTERM
+  assert kills == []  # The notice came from elsewhere: nothing to pass on.
+
+  sigint = checkpoints_lib.StopSignal(signals=())
+  sigint._handle(signal.SIGINT, None)  # pylint: disable=protected-access
+  assert not sigint.should_stop(1) and not sigint.should_stop(2)  # Waits for the agreed step.
+  assert kills == [signal.SIGTERM]  # ... having notified the service once.
+  assert sigint.should_stop(3)
+
+  monkeypatch.setattr(distributed.global_state, "preemption_sync_manager", None)
+  alone = checkpoints_lib.StopSignal(signals=())
+  assert not alone.should_stop(0)
+  alone._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
+  assert alone.should_stop(1) and alone.should_stop(2)
+  assert sum("preemption service is off" in r.getMessage() for r in caplog.records) == 1
+
 class _CountingIterator:
   """A stand-in for pipeline.DataIterator: its state is one number in the saved files."""
 
