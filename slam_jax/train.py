@@ -325,7 +325,9 @@ def train(
     lock_stale_seconds: a MODEL_DIR lock whose heartbeat is older than this is taken over.
     resume_step: resume from this step instead of the newest (implies resume); newer steps are
       moved aside as `<step>.superseded-<time>`.
-    stop: the SIGTERM/SIGINT handler `main` installed first; None installs one here.
+    stop: the SIGTERM/SIGINT handler `main` installed first; None installs one here. In a
+      multi-process job it must exist before `jax.distributed.initialize`, which then takes
+      SIGTERM over for JAX's preemption service (checkpoints.StopSignal.should_stop).
     eval_every: every this many steps (and at the end), `model.eval_fn` (no dropout, fixed
       masks) over `eval_batches` validation batches (EVAL_EVERY; 0 = never).
     make_eval_data: like `make_data` (same arguments) for the validation split, e.g.

@@ -97,7 +97,6 @@ def test_stop_signal_sets_flag_and_restores_handler():
   assert signal.getsignal(signal.SIGTERM) is previous
 
 
-
 def test_stop_signal_in_a_multi_process_job_follows_the_preemption_service(monkeypatch, caplog):
   """Several processes: should_stop(step) is True exactly where JAX's preemption sync point says
   (the same step on every process), a local SIGINT is passed on as SIGTERM once (the service's
@@ -130,6 +129,7 @@ def test_stop_signal_in_a_multi_process_job_follows_the_preemption_service(monke
   alone._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
   assert alone.should_stop(1) and alone.should_stop(2)
   assert sum("preemption service is off" in r.getMessage() for r in caplog.records) == 1
+
 
 class _CountingIterator:
   """A stand-in for pipeline.DataIterator: its state is one number in the saved files."""

@@ -11,6 +11,7 @@ more steps. The reference is this test's own process on one device, whose iterat
 the two shards' batches in process order (what the 2-process global batch is). Losses and
 parameters must agree to float32 reduction-order noise.
 """
+
 import os
 import signal
 import socket
@@ -94,29 +95,28 @@ def _two_processes(corpus, model_dir, steps, resume=False, preempt_after=None):
   cmd = [sys.executable, "-c", _TRAIN_MAIN, f"--gin_file={GIN}",
          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}"]
   cmd += [f"--gin.{b.replace(' = ', '=')}" for b in BINDINGS] + (["--resume"] if resume else [])
-  logs = [open(os.path.join(model_dir + f".process_{i}.log"), "w+") for i in (0, 1)]
-  procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(corpus, 4, f"localhost:{port},2,{i}"),
-                            stdout=subprocess.PIPE if i == 0 else logs[1],
-                            stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
-  head = ""
-  if preempt_after is not None:
-    for line in procs[0].stdout:  # Blocks until process 0 prints its next line.
-      head += line
-      if line.startswith(f"step {preempt_after}/"):
-        procs[1].send_signal(signal.SIGTERM)
-        break
-  try:  # A notice that does not stop both leaves them training (or one waiting on the other).
-    outs = [head + procs[0].communicate(timeout=900 if preempt_after is None else 300)[0]]
-    procs[1].wait(timeout=60)
-  except subprocess.TimeoutExpired:
-    for p in procs:
-      p.kill()
-    raise AssertionError(f"the processes did not stop:\n{head[-3000:]}") from None
-  logs[1].seek(0)
-  outs.append(logs[1].read())
-  for log in logs:
-    log.close()
+  # Process 0's output is read as it comes (the step to preempt after); process 1's goes to a file.
+  with open(model_dir + ".process_1.log", "w+") as log:
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(corpus, 4, f"localhost:{port},2,{i}"),
+                              stdout=subprocess.PIPE if i == 0 else log, stderr=subprocess.STDOUT,
+                              text=True)
+             for i in range(2)]
+    head = ""
+    if preempt_after is not None:
+      for line in procs[0].stdout:  # Blocks until process 0 prints its next line.
+        head += line
+        if line.startswith(f"step {preempt_after}/"):
+          procs[1].send_signal(signal.SIGTERM)
+          break
+    try:  # A notice that does not stop both leaves them training (or one waiting on the other).
+      outs = [head + procs[0].communicate(timeout=900 if preempt_after is None else 300)[0]]
+      procs[1].wait(timeout=60)
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        p.kill()
+      raise AssertionError(f"the processes did not stop:\n{head[-3000:]}") from None
+    log.seek(0)
+    outs.append(log.read())
   want = 0 if preempt_after is None else train_lib.PREEMPTED_EXIT_CODE
   for i, (p, out) in enumerate(zip(procs, outs)):
     assert p.returncode == want, f"process {i}: exit {p.returncode}, not {want}\n{out[-4000:]}"
