@@ -323,8 +323,9 @@ class StopSignal:
   clusters arrive as SIGTERM.
 
   In a multi-process job every process must stop after the same step (the next step's collectives
-  would otherwise wait forever for the processes that left), and there JAX's preemption service
-  owns SIGTERM (`jax.distributed.initialize` replaces this handler): `should_stop(step)` asks it
+  would otherwise wait forever for the processes that left), and once `jax.distributed` is
+  initialised JAX's preemption service owns SIGTERM (`jax.distributed.initialize` replaces this
+  handler): `should_stop(step)` asks it
   whether all processes reached the step at which to stop, one step after the latest any of them
   had reached when the first notice arrived. A SIGINT to one process is passed on to it as that
   process's SIGTERM, so Ctrl-C stops the whole job cleanly too.
@@ -358,11 +359,13 @@ class StopSignal:
   def should_stop(self, step: int) -> bool:
     """Whether to stop before running step `step + 1`; call it once per step, on every process.
 
-    One process: whether a signal arrived. Several: whether JAX's preemption service says that
-    all of them have reached the agreed stop step (True on every process at the same `step`).
+    Without `jax.distributed`: whether a signal arrived. With it (also a job of one process,
+    e.g. SLAM_DISTRIBUTED=auto on a one-host TPU slice, where the service owns SIGTERM too):
+    whether JAX's preemption service says that all processes have reached the agreed stop step
+    (True on every process at the same `step`).
     """
     from jax._src import distributed  # pylint: disable=g-import-not-at-top
-    if jax.process_count() == 1 or distributed.global_state.client is None:
+    if distributed.global_state.client is None:
       return self.requested
     if distributed.global_state.preemption_sync_manager is None:
       if not self._warned:  # jax_enable_preemption_service=False

@@ -108,6 +108,11 @@ def test_stop_signal_in_a_multi_process_job_follows_the_preemption_service(monke
       return step == 3
 
   kills = []
+  plain = checkpoints_lib.StopSignal(signals=())  # No jax.distributed: the flag alone.
+  plain._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
+  assert plain.should_stop(0)
+  # jax.distributed initialised (process count 2 here; one process, e.g. SLAM_DISTRIBUTED=auto on
+  # a one-host slice, takes the same path: the service owns SIGTERM there too).
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   monkeypatch.setattr(distributed.global_state, "client", object())
   monkeypatch.setattr(distributed.global_state, "preemption_sync_manager", SyncManager())
