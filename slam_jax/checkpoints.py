@@ -325,10 +325,9 @@ class StopSignal:
   In a multi-process job every process must stop after the same step (the next step's collectives
   would otherwise wait forever for the processes that left), and once `jax.distributed` is
   initialised JAX's preemption service owns SIGTERM (`jax.distributed.initialize` replaces this
-  handler): `should_stop(step)` asks it
-  whether all processes reached the step at which to stop, one step after the latest any of them
-  had reached when the first notice arrived. A SIGINT to one process is passed on to it as that
-  process's SIGTERM, so Ctrl-C stops the whole job cleanly too.
+  handler): `should_stop(step)` asks it whether all processes reached the step at which to stop,
+  one step after the latest any of them had reached when the first notice arrived. A SIGINT to
+  one process is passed on to it as that process's SIGTERM, so Ctrl-C stops the whole job too.
   """
 
   def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
@@ -364,10 +363,10 @@ class StopSignal:
     whether JAX's preemption service says that all processes have reached the agreed stop step
     (True on every process at the same `step`).
     """
-    from jax._src import distributed  # pylint: disable=g-import-not-at-top
-    if distributed.global_state.client is None:
+    if not jax.distributed.is_initialized():
       return self.requested
-    if distributed.global_state.preemption_sync_manager is None:
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    if distributed.global_state.preemption_sync_manager is None:  # No public accessor.
       if not self._warned:  # jax_enable_preemption_service=False
         logging.warning("JAX's preemption service is off: a signal stops only the process that "
                         "received it, and the others then wait at the next step.")

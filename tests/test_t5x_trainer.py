@@ -247,13 +247,11 @@ def _t5x_eval_and_infer_agree(tiny_corpus, run_dir, env):
 
 
 _TWO_DEVICE_SCRIPT = textwrap.dedent("""
-    import jax, numpy as np
-    from t5x import partitioning as t5x_partitioning
-    from slam_jax import partitioning as partitioning_lib
+    import jax
     import tests.test_t5x_trainer as t
     assert jax.device_count() == 2, jax.devices()
     model, batch = t._model(), t._batch()
-    trainer, state = t._t5x_trainer(model, batch)
+    trainer, state = t._t5x_trainer(model, batch, num_partitions=2)
     assert trainer._partitioner._num_partitions == 2
     mlp = [x for x in jax.tree_util.tree_leaves(state.params) if "model" in str(x.sharding.spec)]
     assert mlp, "no parameter is split over the 'model' axis"
@@ -267,11 +265,9 @@ _TWO_DEVICE_SCRIPT = textwrap.dedent("""
 def test_two_device_mesh_with_model_partitions(t5x_two_steps):
   """num_partitions=2 on 2 simulated CPU devices: params split over 'model'; the first step's loss
   and gradient norm are the single-device step's (this process's t5x_two_steps)."""
-  script = _TWO_DEVICE_SCRIPT.replace(
-      "t._t5x_trainer(model, batch)",
-      "t._t5x_trainer(model, batch, num_partitions=2)")
   result = subprocess.run(
-      [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900,
+      [sys.executable, "-c", _TWO_DEVICE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+      timeout=900,
       env=_env({"XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
                               + " --xla_force_host_platform_device_count=2").strip(),
                 "JAX_PLATFORMS": "cpu",
